@@ -1,0 +1,53 @@
+"""automl-runner: declarative AutoML on Ray, logged to MLflow.
+
+From a notebook, with the same config groups as the command line::
+
+    import automl_runner
+    result = automl_runner.run(overrides=["data=wine", "automl.iterations=10"])
+    best_run, fitted_pipeline = result.get_output()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ComputeError, ConfigError, DataError, UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from .experiment import ExperimentResult
+
+__all__ = ["ComputeError", "ConfigError", "DataError", "UserError", "compose", "run"]
+__version__ = "0.1.0"
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """The experiment config for these overrides, composed exactly as the CLI does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from . import config as _config  # noqa: F401  (stores the schemas)
+    from .cli import one_line
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("automl_runner.conf", version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as ex:
+        line = one_line(ex)
+        if line is None:
+            raise
+        raise UserError(line) from ex
+
+
+def run(overrides: list[str] | None = None) -> ExperimentResult:
+    """Run an experiment in this process; returns a result with ``get_output()``."""
+    from .experiment import run_experiment
+
+    cfg = compose(overrides)
+    return run_experiment(cfg, list(overrides or []))

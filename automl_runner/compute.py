@@ -1,0 +1,96 @@
+"""Connect to the compute target named by the ``compute`` group: always a Ray instance."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from .errors import ComputeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cluster:
+    address: str
+    nodes: int
+    cpus: float
+
+    def slots(self, cpus_per_iteration: float) -> int:
+        """How many iterations fit at once."""
+        return max(1, math.floor(self.cpus / cpus_per_iteration + 1e-9))
+
+
+def _alive_nodes() -> list[dict]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+@contextmanager
+def connect(compute: DictConfig) -> Iterator[Cluster]:
+    """Start or join Ray; shut down on exit only what was started here."""
+    import ray
+
+    started = False
+    if ray.is_initialized():
+        log.debug("reusing the Ray instance this process is already connected to")
+    else:
+        common = dict(
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=True,
+        )
+        if compute.kind == "local":
+            # "local" starts a fresh instance even when a cluster is running on this machine
+            ray.init(address="local", num_cpus=compute.num_cpus, **common)
+        else:
+            try:
+                ray.init(address=compute.address, **common)
+            except (ConnectionError, RuntimeError, ValueError) as ex:
+                raise ComputeError(
+                    f"compute.address={compute.address}: cannot join a Ray cluster there "
+                    f"({str(ex).splitlines()[0]}); start one with `ray start --head`"
+                ) from ex
+        started = True
+    try:
+        if compute.kind == "ray":
+            _wait_for_nodes(compute.min_nodes, compute.timeout_minutes)
+        nodes = _alive_nodes()
+        cluster = Cluster(
+            address=ray.get_runtime_context().gcs_address,
+            nodes=len(nodes),
+            cpus=float(ray.cluster_resources().get("CPU", 0.0)),
+        )
+        if cluster.cpus < compute.cpus_per_iteration:
+            raise ComputeError(
+                f"compute.cpus_per_iteration={compute.cpus_per_iteration}: the cluster has only "
+                f"{cluster.cpus:g} CPUs"
+            )
+        yield cluster
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _wait_for_nodes(min_nodes: int, timeout_minutes: float) -> None:
+    deadline = time.monotonic() + timeout_minutes * 60
+    while True:
+        alive = len(_alive_nodes())
+        if alive >= min_nodes:
+            return
+        if time.monotonic() >= deadline:
+            raise ComputeError(
+                f"compute.min_nodes={min_nodes}: only {alive} node(s) joined within "
+                f"compute.timeout_minutes={timeout_minutes:g}; add nodes with "
+                "`ray start --address=HEAD:PORT` or lower min_nodes"
+            )
+        log.info("waiting for nodes: %d of %d joined", alive, min_nodes)
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))

@@ -1,0 +1,205 @@
+"""Typed schemas for every config group, stored in Hydra's ConfigStore.
+
+The YAML files in ``conf/`` extend these schemas, so a misspelt key or a value of
+the wrong type is refused by OmegaConf at composition time. Rules that involve
+more than one field live in :mod:`automl_runner.validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+# --- compute -------------------------------------------------------------------------------
+@dataclass
+class LocalCompute:
+    # which compute mode this is; set by the option, not by the user
+    kind: str = "local"
+    # CPUs the in-process Ray instance may use; null = all of this machine's
+    num_cpus: int | None = None
+    # CPUs each iteration reserves (estimators run single-threaded inside)
+    cpus_per_iteration: float = 1.0
+    # memory each iteration reserves, in MB; null = no reservation
+    memory_mb_per_iteration: int | None = None
+
+
+@dataclass
+class RayCompute:
+    # which compute mode this is; set by the option, not by the user
+    kind: str = "ray"
+    # address of the Ray head, HOST:PORT (or "auto" to find the local cluster)
+    address: str = MISSING
+    # name shown in logs and MLflow; checked against Azure's cluster-name rules
+    cluster_name: str = "automl-cluster"
+    # nodes that must have joined before the first iteration starts
+    min_nodes: int = 1
+    # how long to wait for min_nodes before giving up, in minutes
+    timeout_minutes: float = 20.0
+    # CPUs each iteration reserves
+    cpus_per_iteration: float = 1.0
+    # memory each iteration reserves, in MB; null = no reservation
+    memory_mb_per_iteration: int | None = None
+
+
+# --- data ----------------------------------------------------------------------------------
+@dataclass
+class BuiltinData:
+    # which data source this is; set by the option
+    kind: str = "builtin"
+    # a data set shipped with scikit-learn: digits, iris, wine, breast_cancer, diabetes
+    name: str = MISSING
+
+
+@dataclass
+class ScriptData:
+    # which data source this is; set by the option
+    kind: str = "script"
+    # path to a get_data.py whose get_data() returns {"X":..., "y":..., ...}
+    path: str = MISSING
+    # name used for the MLflow experiment; null = derived from the path
+    name: str | None = None
+
+
+@dataclass
+class FileData:
+    # which data source this is; set by the option
+    kind: str = "file"
+    # path to a .csv or .parquet file
+    path: str = MISSING
+    # name of the column to predict
+    target: str = MISSING
+    # columns to drop before training (ids, leaks)
+    drop_columns: list[str] = field(default_factory=list)
+    # csv or parquet; null = from the file suffix
+    format: str | None = None
+    # name used for the MLflow experiment; null = the file's stem
+    name: str | None = None
+
+
+# --- automl --------------------------------------------------------------------------------
+@dataclass
+class AutoMLConfig:
+    # classification or regression
+    task: str = "classification"
+    # number of search iterations (candidate pipelines) to run
+    iterations: int = 20
+    # an iteration running longer than this is killed and recorded TIMEOUT
+    iteration_timeout_minutes: float = 10.0
+    # stop launching, cancel what runs, refit the best; null = no limit
+    experiment_timeout_minutes: float | None = None
+    # k of k-fold cross-validation; null to use validation_size instead
+    n_cross_validations: int | None = 5
+    # fraction held out for validation when n_cross_validations is null and no X_valid
+    validation_size: float | None = None
+    # metric the search optimises, with Azure AutoML's names
+    primary_metric: str = "AUC_weighted"
+    # impute missing values and one-hot encode string/categorical columns in the pipeline
+    preprocess: bool = True
+    # iterations in flight at once; null = as many as the cluster's CPUs hold
+    max_concurrent_iterations: int | None = None
+    # estimator families the search may use (names as in search_space); null = all
+    allowed_models: list[str] | None = None
+    # estimator families the search must not use
+    blocked_models: list[str] = field(default_factory=list)
+    # seed for CV splits and the search: same config and seed, same candidates
+    seed: int = 0
+    # console/log level: DEBUG, INFO, WARNING or ERROR
+    verbosity: str = "INFO"
+    # file that receives a DEBUG-level log of the whole experiment; null = none
+    debug_log: str | None = None
+
+
+# --- search space --------------------------------------------------------------------------
+@dataclass
+class ParamSpec:
+    # int, float or categorical
+    type: str = MISSING
+    # lower bound (int/float)
+    low: float | None = None
+    # upper bound (int/float)
+    high: float | None = None
+    # sample on a log scale (int/float)
+    log: bool = False
+    # allowed values (categorical)
+    choices: list[Any] | None = None
+
+
+@dataclass
+class ComponentSpec:
+    # import path of the scikit-learn compatible class
+    _target_: str = MISSING
+    # family name used by allowed_models / blocked_models
+    name: str = MISSING
+    # short text shown in the PIPELINE column
+    display: str = MISSING
+    # classification, regression, or null for a preprocessor usable by both
+    task: str | None = None
+    # whether the component accepts scipy sparse input
+    sparse: bool = True
+    # arguments always passed, never searched
+    fixed: dict[str, Any] = field(default_factory=dict)
+    # the cheap, strong starting configuration tried first
+    default: dict[str, Any] = field(default_factory=dict)
+    # hyperparameter ranges the search samples from
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+
+
+@dataclass
+class SearchSpaceConfig:
+    # preprocessing steps (scalers), one of which runs before the estimator
+    preprocessors: dict[str, ComponentSpec] = field(default_factory=dict)
+    # estimator families; those whose task matches automl.task are searched
+    estimators: dict[str, ComponentSpec] = field(default_factory=dict)
+
+
+# --- tracking ------------------------------------------------------------------------------
+@dataclass
+class TrackingConfig:
+    # local (embedded SQLite store) or server (an MLflow tracking server)
+    kind: str = "local"
+    # tracking URI for kind=server, e.g. http://127.0.0.1:5000; unused for local
+    uri: str | None = None
+    # folder of the embedded store (database and artifacts), relative to the working dir
+    store_dir: str = "outputs/mlflow"
+    # MLflow experiment name; null = automl-<data set name>
+    experiment_name: str | None = None
+
+
+@dataclass
+class RunnerConfig:
+    # where iterations run: local or ray
+    compute: Any = MISSING
+    # where the data comes from: a builtin set, script or file
+    data: Any = MISSING
+    # the AutoML settings (task, metric, budgets, CV, concurrency)
+    automl: AutoMLConfig = field(default_factory=AutoMLConfig)
+    # candidate preprocessors and estimators
+    search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    # where results are logged
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+SCHEMAS: dict[str, type] = {
+    "compute/local": LocalCompute,
+    "compute/ray": RayCompute,
+    "data/builtin": BuiltinData,
+    "data/script": ScriptData,
+    "data/file": FileData,
+    "search_space": SearchSpaceConfig,
+}
+
+
+def register_configs() -> None:
+    """Store the schemas; YAML options extend them via ``/schema/...`` defaults."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunnerConfig)
+    for path, node in SCHEMAS.items():
+        group, _, name = path.rpartition("/")
+        cs.store(group=f"schema/{group}" if group else "schema", name=name, node=node)
+
+
+register_configs()

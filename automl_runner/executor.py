@@ -1,0 +1,136 @@
+"""Run iterations: on Ray (every compute mode), or serially in-process for debugging.
+
+``submit`` starts an iteration, ``next_done`` blocks until one finishes or passes its
+timeout (then it is killed and returned as TIMEOUT), ``cancel_all`` kills what is left.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .space import Candidate
+from .worker import (
+    CANCELLED,
+    FAILED,
+    TIMEOUT,
+    IterationResult,
+    PreparedData,
+    refit,
+    run_iteration,
+)
+
+
+@dataclass
+class _InFlight:
+    iteration: int
+    candidate: Candidate
+    started: float
+
+
+class RayExecutor:
+    """Iterations as Ray tasks reading one shared object-store copy of the data."""
+
+    def __init__(
+        self,
+        data: PreparedData,
+        *,
+        timeout_s: float,
+        num_cpus: float = 1.0,
+        memory_mb: int | None = None,
+    ) -> None:
+        import ray
+
+        self._ray = ray
+        # the data goes into the object store once; each task gets the reference
+        self.data_ref = ray.put(data)
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": 0}
+        if memory_mb:
+            options["memory"] = memory_mb * 1024 * 1024
+        self._task = ray.remote(run_iteration).options(**options)
+        self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
+        self.timeout_s = timeout_s
+        self._running: dict[Any, _InFlight] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def submit(self, iteration: int, candidate: Candidate) -> None:
+        ref = self._task.remote(iteration, candidate, self.data_ref)
+        self._running[ref] = _InFlight(iteration, candidate, time.monotonic())
+
+    def next_done(self, deadline: float | None = None) -> IterationResult | None:
+        """The next finished or timed-out iteration; None if `deadline` (monotonic) passes."""
+        ray = self._ray
+        while self._running:
+            now = time.monotonic()
+            expiry = min(f.started for f in self._running.values()) + self.timeout_s
+            wait_until = expiry if deadline is None else min(expiry, deadline)
+            ready, _ = ray.wait(
+                list(self._running), num_returns=1, timeout=max(0.0, wait_until - now)
+            )
+            if ready:
+                return self._collect(ready[0])
+            now = time.monotonic()
+            for ref, f in list(self._running.items()):
+                if now - f.started >= self.timeout_s:
+                    return self._kill(ref, TIMEOUT, f"iteration ran past {self.timeout_s:.0f} s")
+            if deadline is not None and now >= deadline:
+                return None
+        return None
+
+    def cancel_all(self, reason: str = "experiment stopped") -> list[IterationResult]:
+        return [self._kill(ref, CANCELLED, reason) for ref in list(self._running)]
+
+    def refit(self, candidate: Candidate) -> Any:
+        return self._ray.get(self._refit.remote(candidate, self.data_ref))
+
+    def _collect(self, ref: Any) -> IterationResult:
+        f = self._running.pop(ref)
+        try:
+            result: IterationResult = self._ray.get(ref)
+            return result
+        except Exception as ex:  # the worker died (OOM, node lost): the experiment goes on
+            return IterationResult(
+                f.iteration, f.candidate, FAILED, duration=time.monotonic() - f.started,
+                error=f"{type(ex).__name__}: {ex}", log=str(ex),
+            )
+
+    def _kill(self, ref: Any, status: str, reason: str) -> IterationResult:
+        f = self._running.pop(ref)
+        # only force=True stops a running task; it kills the worker process
+        self._ray.cancel(ref, force=True)
+        return IterationResult(
+            f.iteration, f.candidate, status, duration=time.monotonic() - f.started,
+            error=reason, log=reason,
+        )
+
+
+class SerialExecutor:
+    """Runs each iteration in this process when it is collected; no timeouts. For debugging."""
+
+    def __init__(self, data: PreparedData, **_: Any) -> None:
+        self.data = data
+        self._queue: list[tuple[int, Candidate]] = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, iteration: int, candidate: Candidate) -> None:
+        self._queue.append((iteration, candidate))
+
+    def next_done(self, deadline: float | None = None) -> IterationResult | None:
+        if not self._queue:
+            return None
+        return run_iteration(*self._queue.pop(0), self.data)
+
+    def cancel_all(self, reason: str = "experiment stopped") -> list[IterationResult]:
+        out = [IterationResult(i, c, CANCELLED, error=reason) for i, c in self._queue]
+        self._queue.clear()
+        return out
+
+    def refit(self, candidate: Candidate) -> Any:
+        return refit(candidate, self.data)

@@ -1,0 +1,328 @@
+"""One experiment, in the order of DESIGN.md's data flow.
+
+validate -> load data -> connect compute -> loop(ask, submit, next_done, tell, log, row)
+-> refit best -> log model -> summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from . import console
+from .compute import connect
+from .data import Dataset, experiment_name, load
+from .errors import ConfigError, UserError
+from .executor import RayExecutor, SerialExecutor
+from .metrics import better
+from .search import PortfolioRandomSearch
+from .space import SearchSpace
+from .tracking import Tracker, store_uri
+from .validate import validate
+from .worker import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult, PreparedData
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(UserError):
+    """No iteration completed, so there is no best model to refit."""
+
+
+@dataclass
+class ExperimentResult:
+    """What one experiment left in MLflow, plus the refit best pipeline."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    status: str
+    primary_metric: str
+    results: list[IterationResult] = field(default_factory=list)
+    run_ids: dict[int, str] = field(default_factory=dict)
+    best: IterationResult | None = None
+    model_uri: str | None = None
+    model: Any = None
+
+    @property
+    def best_score(self) -> float | None:
+        return None if self.best is None else self.best.mean(self.primary_metric)
+
+    @property
+    def best_run_id(self) -> str | None:
+        return None if self.best is None else self.run_ids[self.best.iteration]
+
+    def get_output(self) -> tuple[Any, Any]:
+        """(best iteration's MLflow run, fitted scikit-learn pipeline), as in the seed."""
+        from mlflow import MlflowClient
+
+        if self.best is None:
+            raise NoModelError(f"run {self.parent_run_id}: no iteration completed, so there is no best model")
+        run = MlflowClient(self.tracking_uri).get_run(self.best_run_id)
+        model = self.model
+        if model is None and self.model_uri:
+            import mlflow.sklearn
+
+            model = mlflow.sklearn.load_model(self.model_uri)
+        return run, model
+
+
+def prepare(ds: Dataset, automl: DictConfig) -> PreparedData:
+    """Fix the validation scheme once (seeded), so every candidate sees the same splits."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    classification = automl.task == "classification"
+    n = ds.n_rows
+    splits: list[tuple[np.ndarray, np.ndarray]] = []
+    if ds.X_valid is None:
+        if automl.n_cross_validations is not None:
+            k = automl.n_cross_validations
+            cv = (StratifiedKFold if classification else KFold)(k, shuffle=True, random_state=automl.seed)
+            splits = list(cv.split(np.zeros(n), ds.y))
+        else:
+            idx = np.arange(n)
+            train, valid = train_test_split(
+                idx, test_size=automl.validation_size, random_state=automl.seed,
+                stratify=ds.y if classification else None,
+            )
+            splits = [(np.sort(train), np.sort(valid))]
+    classes = None
+    if classification:
+        both = ds.y if ds.y_valid is None else np.concatenate([ds.y, ds.y_valid])
+        classes = np.unique(both)
+    return PreparedData(
+        X=ds.X, y=ds.y, X_valid=ds.X_valid, y_valid=ds.y_valid, sample_weight=ds.sample_weight,
+        splits=splits, task=automl.task, primary_metric=automl.primary_metric, classes=classes,
+        y_range=0.0 if classification else float(np.ptp(ds.y)),
+        preprocess=automl.preprocess, numeric=ds.numeric, categorical=ds.categorical,
+        seed=automl.seed,
+    )
+
+
+def _setup_logging(automl: DictConfig) -> None:
+    level = getattr(logging, str(automl.verbosity).upper())
+    pkg = logging.getLogger("automl_runner")
+    if not logging.getLogger().handlers and not pkg.handlers:
+        # a notebook or plain script: show the table on stdout
+        import sys
+
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        pkg.addHandler(handler)
+        pkg.propagate = False
+    pkg.setLevel(level)
+    if automl.debug_log:
+        handler = logging.FileHandler(automl.debug_log)
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        for h in logging.getLogger().handlers + pkg.handlers:
+            if h.level == logging.NOTSET:
+                h.setLevel(level)
+        pkg.addHandler(handler)
+        pkg.setLevel(logging.DEBUG)
+
+
+def _open_tracker(cfg: DictConfig, name: str) -> Tracker:
+    try:
+        return Tracker(cfg.tracking, name)
+    except UserError:
+        raise
+    except Exception as ex:
+        key = "tracking.uri" if cfg.tracking.kind == "server" else "tracking.store_dir"
+        value = cfg.tracking.uri if cfg.tracking.kind == "server" else cfg.tracking.store_dir
+        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+        raise ConfigError(key, value, f"cannot open the MLflow store: {first[:300]}") from ex
+
+
+def run_experiment(
+    cfg: DictConfig, overrides: list[str] | None = None, serial: bool = False
+) -> ExperimentResult:
+    """Run the experiment the composed config describes; see the module docstring."""
+    validate(cfg)
+    _setup_logging(cfg.automl)
+    overrides = list(overrides or [])
+    automl = cfg.automl
+    metric = automl.primary_metric
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+
+    dataset = load(cfg.data, automl)
+    space = SearchSpace.from_config(cfg, sparse_input=dataset.is_sparse)
+    prepared = prepare(dataset, automl)
+    name = cfg.tracking.experiment_name or f"automl-{experiment_name(cfg.data)}"
+
+    # the MLflow store opens (SQLite migrations, experiment lookup) while Ray starts
+    with ThreadPoolExecutor(1) as pool:
+        pending_tracker = pool.submit(_open_tracker, cfg, name)
+        if serial:
+            tracker = pending_tracker.result()
+            return _run(cfg, overrides, dataset, space, prepared, tracker, SerialExecutor(prepared), 1)
+        with connect(cfg.compute) as cluster:
+            tracker = pending_tracker.result()
+            slots = cluster.slots(cfg.compute.cpus_per_iteration)
+            concurrency = automl.max_concurrent_iterations or slots
+            if concurrency > slots:
+                log.warning(
+                    "automl.max_concurrent_iterations=%d but the cluster (%d node(s), %g CPUs, "
+                    "%g per iteration) holds %d at a time; running %d at once",
+                    concurrency, cluster.nodes, cluster.cpus, cfg.compute.cpus_per_iteration,
+                    slots, slots,
+                )
+                concurrency = slots
+            executor = RayExecutor(
+                prepared,
+                timeout_s=automl.iteration_timeout_minutes * 60,
+                num_cpus=cfg.compute.cpus_per_iteration,
+                memory_mb=cfg.compute.memory_mb_per_iteration,
+            )
+            return _run(cfg, overrides, dataset, space, prepared, tracker, executor, concurrency)
+
+
+def _run(
+    cfg: DictConfig, overrides: list[str], dataset: Dataset, space: SearchSpace,
+    prepared: PreparedData, tracker: Tracker, executor: Any, concurrency: int,
+) -> ExperimentResult:
+    automl = cfg.automl
+    metric = automl.primary_metric
+    started = time.monotonic()
+    summary = dataset.summary(automl.task)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    parent_id = tracker.start_parent(
+        run_name=f"{tracker.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        config=config, config_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides,
+        data_summary=summary, primary_metric=metric,
+    )
+    result = ExperimentResult(tracker.uri, tracker.experiment_id, parent_id, "RUNNING", metric)
+    search = PortfolioRandomSearch(space, seed=automl.seed)
+    log.info(
+        "experiment %s: %s, %d rows x %d features, %d iterations, %d at a time",
+        tracker.experiment_name, summary["name"], summary["rows"], summary["features"],
+        automl.iterations, concurrency,
+    )
+    console.header(metric)
+
+    def record(r: IterationResult) -> None:
+        search.tell(r.candidate, r.mean(metric))
+        score = r.mean(metric)
+        if score is not None and better(metric, score, result.best_score):
+            result.best = r
+        result.results.append(r)
+        result.run_ids[r.iteration] = tracker.log_iteration(r, metric)
+        if result.best_score is not None:
+            # step = finished count, so the latest value is the best so far
+            tracker.log_best(metric, result.best_score, step=len(result.results))
+        console.row(r.iteration, r.candidate.description, r.duration, score, r.status,
+                    result.best_score)
+        if r.status == FAILED:
+            log.debug("iteration %d failed:\n%s", r.iteration, r.error)
+
+    deadline = None
+    if automl.experiment_timeout_minutes is not None:
+        deadline = started + automl.experiment_timeout_minutes * 60
+    status = "FAILED"
+    try:
+        launched = 0
+        while True:
+            free = concurrency - executor.in_flight
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if free > 0 and launched < automl.iterations and not out_of_time:
+                for candidate in search.ask(min(free, automl.iterations - launched)):
+                    executor.submit(launched, candidate)
+                    launched += 1
+            if executor.in_flight == 0:
+                break
+            done = executor.next_done(deadline)
+            if done is None:  # experiment_timeout_minutes: stop launching, cancel in flight
+                log.info("experiment_timeout_minutes reached: cancelling %d running iteration(s)",
+                         executor.in_flight)
+                for r in executor.cancel_all("experiment_timeout_minutes reached"):
+                    record(r)
+                break
+            record(done)
+        if result.best is None:
+            raise NoModelError(
+                f"no iteration completed ({len(result.results)} failed or timed out); "
+                f"see their tracebacks in MLflow run {parent_id}"
+            )
+        result.model = executor.refit(result.best.candidate)
+        result.model_uri = tracker.log_model(result.model, _input_example(dataset.X))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        for r in executor.cancel_all("interrupted"):
+            record(r)
+        raise
+    finally:
+        result.status = status
+        _finish(tracker, result, time.monotonic() - started)
+    _print_summary(result, cfg)
+    return result
+
+
+def _input_example(X: Any) -> Any:
+    return X.iloc[:5] if isinstance(X, pd.DataFrame) else X[:5]
+
+
+def _finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
+    counts = {s: sum(r.status == s for r in result.results) for s in (COMPLETED, FAILED, TIMEOUT, CANCELLED)}
+    metrics = {
+        "iterations_completed": counts[COMPLETED],
+        "iterations_failed": counts[FAILED],
+        "iterations_timed_out": counts[TIMEOUT],
+        "iterations_cancelled": counts[CANCELLED],
+        "duration_seconds": elapsed,
+    }
+    tags = {}
+    if result.best is not None:
+        metrics[f"best_{result.primary_metric}_final"] = float(result.best_score or 0.0)
+        tags = {
+            "automl.best_iteration": str(result.best.iteration),
+            "automl.best_pipeline": result.best.candidate.description,
+            "automl.best_run_id": str(result.best_run_id),
+        }
+    tracker.finish_parent(result.status, metrics, tags, leaderboard(result).to_csv(index=False))
+
+
+def leaderboard(result: ExperimentResult) -> pd.DataFrame:
+    """Every iteration, best first (failed and cancelled last)."""
+    m = result.primary_metric
+    rows = [{
+        "iteration": r.iteration,
+        "pipeline": r.candidate.description,
+        "family": r.candidate.family,
+        "status": r.status,
+        m: r.mean(m),
+        f"{m}_std": r.std(m),
+        "duration_seconds": round(r.duration, 3),
+        "node": r.node,
+        "run_id": result.run_ids.get(r.iteration),
+    } for r in result.results]
+    frame = pd.DataFrame(rows, columns=["iteration", "pipeline", "family", "status", m, f"{m}_std",
+                                        "duration_seconds", "node", "run_id"])
+    from .metrics import METRICS
+
+    return frame.sort_values(m, ascending=not METRICS[m].greater_is_better, na_position="last",
+                             kind="stable").reset_index(drop=True)
+
+
+def _print_summary(result: ExperimentResult, cfg: DictConfig) -> None:
+    assert result.best is not None
+    out = console.log
+    out.info("")
+    out.info("best pipeline:   iteration %d, %s", result.best.iteration, result.best.candidate.description)
+    out.info("best %s: %s", result.primary_metric, console.score(result.best_score))
+    out.info("MLflow run:      %s (parent), %s (best iteration)", result.parent_run_id, result.best_run_id)
+    out.info("best model:      %s", result.model_uri)
+    out.info("MLflow store:    %s", result.tracking_uri)
+    if cfg.tracking.kind == "local":
+        out.info("open it with:    mlflow ui --backend-store-uri %s", store_uri(cfg.tracking)[0])
+    else:
+        out.info("open it at:      %s/#/experiments/%s/runs/%s", result.tracking_uri.rstrip("/"),
+                 result.experiment_id, result.parent_run_id)

@@ -1,0 +1,158 @@
+"""Azure AutoML's metric names, computed from predictions of one validation fold.
+
+Classification metrics that rank (AUC, average precision) use predicted probabilities
+when the estimator has them and decision scores otherwise, on the one-vs-rest
+binarised labels, so every estimator family can be scored by every metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+from sklearn.preprocessing import label_binarize
+
+
+@dataclass(frozen=True)
+class Fold:
+    """What one validation fold gives a metric."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    # (n, n_classes) scores for classification, None for regression
+    y_score: np.ndarray | None
+    classes: np.ndarray | None
+    sample_weight: np.ndarray | None
+    # max(y) - min(y) over the whole training target, for the normalised errors
+    y_range: float
+
+
+@dataclass(frozen=True)
+class Metric:
+    task: str
+    greater_is_better: bool
+    fn: Callable[[Fold], float]
+
+
+def _binarized(f: Fold) -> tuple[np.ndarray, np.ndarray]:
+    assert f.classes is not None and f.y_score is not None
+    if len(f.classes) == 2:
+        return (f.y_true == f.classes[1]).astype(int), f.y_score[:, 1]
+    return label_binarize(f.y_true, classes=f.classes), f.y_score
+
+
+def _present(f: Fold) -> tuple[np.ndarray, np.ndarray]:
+    # a class absent from this fold has no AUC; drop its column (weight 0 anyway)
+    y, s = _binarized(f)
+    if y.ndim == 2:
+        keep = y.sum(axis=0) > 0
+        return y[:, keep], s[:, keep]
+    return y, s
+
+
+def auc_weighted(f: Fold) -> float:
+    y, s = _present(f)
+    return float(skm.roc_auc_score(y, s, average="weighted", sample_weight=f.sample_weight))
+
+
+def average_precision_weighted(f: Fold) -> float:
+    y, s = _present(f)
+    return float(
+        skm.average_precision_score(y, s, average="weighted", sample_weight=f.sample_weight)
+    )
+
+
+def norm_macro_recall(f: Fold) -> float:
+    # Azure: (macro recall - R) / (1 - R), R the recall of a random guess (1 / classes)
+    assert f.classes is not None
+    chance = 1.0 / len(f.classes)
+    recall = skm.recall_score(
+        f.y_true, f.y_pred, labels=f.classes, average="macro", sample_weight=f.sample_weight,
+        zero_division=0,
+    )
+    return float(max(0.0, (recall - chance) / (1.0 - chance)))
+
+
+def _normalised(err: float, f: Fold) -> float:
+    return float(err / f.y_range) if f.y_range > 0 else float(err)
+
+
+def spearman(f: Fold) -> float:
+    rho = stats.spearmanr(f.y_true, f.y_pred).statistic
+    return 0.0 if np.isnan(rho) else float(rho)
+
+
+METRICS: dict[str, Metric] = {
+    "AUC_weighted": Metric("classification", True, auc_weighted),
+    "accuracy": Metric(
+        "classification", True,
+        lambda f: float(skm.accuracy_score(f.y_true, f.y_pred, sample_weight=f.sample_weight)),
+    ),
+    "average_precision_score_weighted": Metric("classification", True, average_precision_weighted),
+    "norm_macro_recall": Metric("classification", True, norm_macro_recall),
+    "precision_score_weighted": Metric(
+        "classification", True,
+        lambda f: float(skm.precision_score(
+            f.y_true, f.y_pred, average="weighted", sample_weight=f.sample_weight,
+            zero_division=0,
+        )),
+    ),
+    "spearman_correlation": Metric("regression", True, spearman),
+    "normalized_root_mean_squared_error": Metric(
+        "regression", False,
+        lambda f: _normalised(
+            skm.root_mean_squared_error(f.y_true, f.y_pred, sample_weight=f.sample_weight), f
+        ),
+    ),
+    "r2_score": Metric(
+        "regression", True,
+        lambda f: float(skm.r2_score(f.y_true, f.y_pred, sample_weight=f.sample_weight)),
+    ),
+    "normalized_mean_absolute_error": Metric(
+        "regression", False,
+        lambda f: _normalised(
+            skm.mean_absolute_error(f.y_true, f.y_pred, sample_weight=f.sample_weight), f
+        ),
+    ),
+}
+
+
+def task_metrics(task: str) -> list[str]:
+    return [name for name, m in METRICS.items() if m.task == task]
+
+
+def score_fold(task: str, fold: Fold) -> dict[str, float]:
+    """Every metric of the task on one fold; a metric that cannot be computed is NaN."""
+    out: dict[str, float] = {}
+    for name in task_metrics(task):
+        try:
+            out[name] = METRICS[name].fn(fold)
+        except ValueError:
+            out[name] = float("nan")
+    return out
+
+
+def class_scores(model: Any, X: Any, classes: np.ndarray) -> np.ndarray:
+    """(n, n_classes) scores: probabilities if the model has them, else decision values."""
+    if hasattr(model, "predict_proba"):
+        try:
+            return np.asarray(model.predict_proba(X))
+        except AttributeError:  # e.g. SGD with hinge loss exposes the method but refuses
+            pass
+    d = np.asarray(model.decision_function(X))
+    if d.ndim == 1:  # binary: one column of scores for the positive class
+        return np.column_stack([-d, d])
+    return d
+
+
+def better(metric: str, a: float, b: float | None) -> bool:
+    """Is score a better than score b (None = no score yet)?"""
+    if b is None or np.isnan(b):
+        return not np.isnan(a)
+    if np.isnan(a):
+        return False
+    return a > b if METRICS[metric].greater_is_better else a < b

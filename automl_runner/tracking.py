@@ -1,0 +1,198 @@
+"""MLflow logging, kept small: one client, explicit run ids, the driver the only writer.
+
+Layout (DESIGN.md): a parent run per experiment with the config, overrides, data
+summary, ``best_<metric>`` by iteration, counts, leaderboard and best model; one nested
+child run per iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from .worker import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult
+
+log = logging.getLogger(__name__)
+
+RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", TIMEOUT: "KILLED", CANCELLED: "KILLED"}
+# MLflow's limits on one log_batch call and on a param value
+_BATCH_PARAMS, _PARAM_CHARS = 100, 6000
+
+
+def store_uri(tracking: DictConfig) -> tuple[str, str | None]:
+    """(tracking URI, artifact root for new experiments) for the tracking group."""
+    if tracking.kind == "server":
+        return str(tracking.uri), None
+    root = Path(tracking.store_dir).expanduser().resolve()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
+
+
+class Tracker:
+    """Writes one experiment's runs; every run it opens is ended on every path."""
+
+    def __init__(self, tracking: DictConfig, experiment_name: str) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        for noisy in ("mlflow.store.db.utils", "alembic", "mlflow.models.model"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        # the model is ours, pickled on our driver: its pickle caution is noise here
+        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+        self.uri, artifact_root = store_uri(tracking)
+        if tracking.kind == "local":
+            Path(tracking.store_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        # log_model reads the global URI; set it here, the one place that writes
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        self.experiment_name = experiment_name
+        found = self.client.get_experiment_by_name(experiment_name)
+        if found is None:
+            self.experiment_id = self.client.create_experiment(
+                experiment_name, artifact_location=artifact_root
+            )
+        else:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            self.experiment_id = found.experiment_id
+        self.parent_id: str | None = None
+
+    # --- parent run ------------------------------------------------------------------
+    def start_parent(
+        self, run_name: str, config: dict[str, Any], config_yaml: str, overrides: list[str],
+        data_summary: dict[str, Any], primary_metric: str,
+    ) -> str:
+        from mlflow.entities import Param, RunTag
+
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=run_name,
+            tags={"automl.kind": "experiment", "automl.primary_metric": primary_metric,
+                  "automl.overrides": " ".join(overrides) or "(none)"},
+        )
+        self.parent_id = run.info.run_id
+        flat = {k: v for k, v in _flatten(config).items() if not k.startswith("search_space.")}
+        flat["search_space.estimators"] = ",".join(config.get("search_space", {}).get("estimators", {}))
+        flat.update({f"data_summary.{k}": v for k, v in data_summary.items() if not isinstance(v, dict)})
+        params = [Param(k, _param_value(v)) for k, v in flat.items()]
+        for i in range(0, len(params), _BATCH_PARAMS):
+            self.client.log_batch(self.parent_id, params=params[i:i + _BATCH_PARAMS])
+        self.client.log_batch(self.parent_id, tags=[RunTag("automl.data", data_summary["name"])])
+        self.client.log_text(self.parent_id, config_yaml, "config/config.yaml")
+        self.client.log_text(self.parent_id, "\n".join(overrides) + "\n", "config/overrides.txt")
+        self.client.log_dict(self.parent_id, data_summary, "data_summary.json")
+        return self.parent_id
+
+    def log_best(self, metric: str, value: float, step: int) -> None:
+        assert self.parent_id
+        self.client.log_metric(self.parent_id, f"best_{metric}", value, step=step)
+
+    def finish_parent(
+        self, status: str, metrics: dict[str, float], tags: dict[str, str],
+        leaderboard_csv: str | None,
+    ) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        if self.parent_id is None:
+            return
+        now = int(time.time() * 1000)
+        try:
+            self.client.log_batch(
+                self.parent_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            )
+            if leaderboard_csv is not None:
+                self.client.log_text(self.parent_id, leaderboard_csv, "leaderboard.csv")
+        finally:
+            self.client.set_terminated(self.parent_id, status)
+
+    def log_model(self, pipeline: Any, input_example: Any) -> str:
+        """Log the fitted pipeline (sklearn flavour) under the parent run; returns its URI."""
+        import mlflow.sklearn
+
+        assert self.parent_id
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            run_id=self.parent_id,
+            input_example=input_example,
+            # listing requirements skips MLflow's slow import-based inference
+            pip_requirements=_requirements(),
+            serialization_format="cloudpickle",
+        )
+        self.client.set_tag(self.parent_id, "automl.best_model_uri", info.model_uri)
+        return str(info.model_uri)
+
+    # --- child runs ------------------------------------------------------------------
+    def log_iteration(self, result: IterationResult, primary_metric: str) -> str:
+        from mlflow.entities import Metric, Param, RunTag
+
+        assert self.parent_id
+        c = result.candidate
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"iteration-{result.iteration}",
+            tags={
+                "mlflow.parentRunId": self.parent_id,
+                "automl.kind": "iteration",
+                "automl.iteration": str(result.iteration),
+                "automl.status": result.status,
+                "automl.pipeline": c.description,
+                "automl.node": result.node or "unknown",
+                "automl.origin": c.origin,
+            },
+        )
+        run_id = run.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            metrics = [Metric("duration_seconds", result.duration, now, 0)]
+            for name, scores in result.fold_scores.items():
+                mean, std = result.mean(name), result.std(name)
+                if mean is not None:
+                    metrics.append(Metric(name, mean, now, 0))
+                if std is not None:
+                    metrics.append(Metric(f"{name}_std", std, now, 0))
+                if name == primary_metric:
+                    metrics += [Metric(f"{name}_fold_{k}", float(s), now, 0) for k, s in enumerate(scores)]
+            params = [Param(k, _param_value(v)) for k, v in c.params().items()]
+            self.client.log_batch(run_id, metrics=metrics, params=params[:_BATCH_PARAMS],
+                                  tags=[RunTag("automl.family", c.family)])
+            if result.log:
+                name = "traceback.txt" if result.status == FAILED else "iteration.log"
+                self.client.log_text(run_id, result.log, name)
+        finally:
+            self.client.set_terminated(run_id, RUN_STATUS[result.status])
+        return run_id
+
+    def iteration_runs(self) -> list[Any]:
+        assert self.parent_id
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
+            max_results=10000,
+        )
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def _param_value(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, list | dict) else str(v)
+    return text[:_PARAM_CHARS]
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")]

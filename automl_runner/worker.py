@@ -1,0 +1,173 @@
+"""What runs inside a Ray task: pure functions from (candidate, data) to a small record.
+
+Workers never talk to MLflow; the driver is the single writer. An exception inside an
+iteration becomes a FAILED result carrying its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .metrics import Fold, class_scores, score_fold
+from .space import Candidate, build_pipeline
+
+COMPLETED, FAILED, TIMEOUT, CANCELLED = "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"
+
+
+@dataclass
+class PreparedData:
+    """Everything an iteration reads; put into the Ray object store once."""
+
+    X: Any
+    y: np.ndarray
+    X_valid: Any
+    y_valid: np.ndarray | None
+    sample_weight: np.ndarray | None
+    # (train_idx, valid_idx) per fold; empty when X_valid is the validation set
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    task: str
+    primary_metric: str
+    classes: np.ndarray | None
+    y_range: float
+    preprocess: bool
+    numeric: list[str]
+    categorical: list[str]
+    seed: int
+
+    def pipeline(self, candidate: Candidate) -> Any:
+        return build_pipeline(
+            candidate,
+            preprocess=self.preprocess,
+            numeric=self.numeric,
+            categorical=self.categorical,
+            dataframe=isinstance(self.X, pd.DataFrame),
+            sparse_input=not isinstance(self.X, pd.DataFrame | np.ndarray),
+            seed=self.seed,
+        )
+
+
+@dataclass
+class IterationResult:
+    iteration: int
+    candidate: Candidate
+    status: str
+    # metric name -> one score per fold
+    fold_scores: dict[str, list[float]] = field(default_factory=dict)
+    duration: float = 0.0
+    node: str = ""
+    log: str = ""
+    error: str | None = None
+    attempts: int = 1
+
+    def mean(self, metric: str) -> float | None:
+        scores = self.fold_scores.get(metric)
+        if not scores or self.status != COMPLETED:
+            return None
+        return float(np.nanmean(scores)) if not np.all(np.isnan(scores)) else float("nan")
+
+    def std(self, metric: str) -> float | None:
+        scores = self.fold_scores.get(metric)
+        if not scores or self.status != COMPLETED:
+            return None
+        return float(np.nanstd(scores)) if not np.all(np.isnan(scores)) else float("nan")
+
+
+def node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _rows(X: Any, idx: np.ndarray) -> Any:
+    return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
+
+
+def _fit(pipe: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Any:
+    from sklearn.utils.validation import has_fit_parameter
+
+    if weight is not None and has_fit_parameter(pipe.steps[-1][1], "sample_weight"):
+        return pipe.fit(X, y, model__sample_weight=weight)
+    return pipe.fit(X, y)
+
+
+def _fold(data: PreparedData, model: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Fold:
+    y_pred = np.asarray(model.predict(X))
+    y_score = None
+    if data.task == "classification":
+        assert data.classes is not None
+        raw = class_scores(model, X, model.classes_)
+        # align the model's class columns with every class of the data set
+        y_score = np.full((raw.shape[0], len(data.classes)), np.min(raw) - 1.0)
+        index = {c: i for i, c in enumerate(data.classes)}
+        for j, c in enumerate(model.classes_):
+            y_score[:, index[c]] = raw[:, j]
+    return Fold(y, y_pred, y_score, data.classes, weight, data.y_range)
+
+
+def evaluate(data: PreparedData, candidate: Candidate) -> dict[str, list[float]]:
+    """Fit and score the candidate on every fold (or on X_valid); metric -> per-fold scores."""
+    from sklearn.base import clone
+
+    template = data.pipeline(candidate)
+    if data.X_valid is not None:
+        folds = [(None, None)]
+    else:
+        folds = data.splits
+    scores: dict[str, list[float]] = {}
+    w = data.sample_weight
+    for train, valid in folds:
+        model = clone(template)
+        if train is None:
+            _fit(model, data.X, data.y, w)
+            assert data.y_valid is not None
+            fold = _fold(data, model, data.X_valid, data.y_valid, None)
+        else:
+            _fit(model, _rows(data.X, train), data.y[train], None if w is None else w[train])
+            fold = _fold(data, model, _rows(data.X, valid), data.y[valid], None if w is None else w[valid])
+        for name, value in score_fold(data.task, fold).items():
+            scores.setdefault(name, []).append(value)
+    return scores
+
+
+def run_iteration(iteration: int, candidate: Candidate, data: PreparedData) -> IterationResult:
+    """One iteration: CV-score one candidate. Never raises; failure is a FAILED result."""
+    start = time.perf_counter()
+    captured = io.StringIO()
+    result = IterationResult(iteration, candidate, COMPLETED, node=node_name())
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(captured), \
+            contextlib.redirect_stderr(captured):
+        warnings.simplefilter("always")
+        try:
+            result.fold_scores = evaluate(data, candidate)
+        except Exception:
+            result.status = FAILED
+            result.error = traceback.format_exc()
+    lines = [captured.getvalue().rstrip()] if captured.getvalue().strip() else []
+    seen = set()
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in seen:
+            seen.add(text)
+            lines.append(text)
+    if result.error:
+        lines.append(result.error)
+    result.log = "\n".join(lines)
+    result.duration = time.perf_counter() - start
+    return result
+
+
+def refit(candidate: Candidate, data: PreparedData) -> Any:
+    """The candidate's pipeline fitted on all training rows."""
+    model = data.pipeline(candidate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _fit(model, data.X, data.y, data.sample_weight)
