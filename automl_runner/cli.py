@@ -27,7 +27,13 @@ def _app(cfg: DictConfig) -> float | None:
 
     from .experiment import run_experiment
 
-    result = run_experiment(cfg, list(HydraConfig.get().overrides.task))
+    try:
+        result = run_experiment(cfg, list(HydraConfig.get().overrides.task))
+    except UserError as ex:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        # exit from inside the job: Hydra would add a line of its own to a failed job
+        _fail(str(ex))
     # a sweeper optimising over runs reads this
     return result.best_score
 
@@ -54,8 +60,12 @@ def _run_and_report(func: Any) -> Any:
                 raise ex
 
             return _hydra_run_and_report(reraise)
-        sys.stderr.write(f"{PROG}: error: {line}\n")
-        sys.exit(2)
+        _fail(line)
+
+
+def _fail(line: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {line}\n")
+    sys.exit(2)
 
 
 def one_line(ex: BaseException) -> str | None:

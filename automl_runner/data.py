@@ -254,17 +254,21 @@ def _check(ds: Dataset, automl: DictConfig, source: str) -> None:
         )
     classes, counts = np.unique(ds.y, return_counts=True)
     if len(classes) < 2:
-        raise DataError(source, f"y has a single class ({classes[0]!r}); classification needs two or more")
+        raise DataError(source, f"y has a single class ({_label(classes[0])}); classification needs two or more")
     folds = automl.n_cross_validations
     if ds.X_valid is None and folds is not None and counts.min() < folds:
         rare = classes[np.argmin(counts)]
         raise ConfigError(
             "automl.n_cross_validations", folds,
-            f"{source}: class {rare!r} has {counts.min()} rows, fewer than the folds; lower n_cross_validations or drop that class",
+            f"{source}: class {_label(rare)} has {counts.min()} row(s), fewer than the folds; lower n_cross_validations or drop that class",
         )
     if ds.X_valid is None and folds is None and counts.min() < 2:
         rare = classes[np.argmin(counts)]
-        raise DataError(source, f"class {rare!r} has a single row; a stratified holdout needs two per class")
+        raise DataError(source, f"class {_label(rare)} has a single row; a stratified holdout needs two per class")
+
+
+def _label(value: Any) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _type_columns(ds: Dataset, automl: DictConfig, source: str) -> None:

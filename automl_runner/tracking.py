@@ -116,10 +116,17 @@ class Tracker:
         import mlflow.sklearn
 
         assert self.parent_id
+        # created here so it belongs to this experiment; left to log_model it would
+        # go to the global current experiment (and its artifacts to ./mlruns)
+        logged = self.client.create_logged_model(
+            self.experiment_id, name="model", source_run_id=self.parent_id,
+            tags={"automl.parent_run_id": self.parent_id},
+        )
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
             run_id=self.parent_id,
+            model_id=logged.model_id,
             input_example=input_example,
             # listing requirements skips MLflow's slow import-based inference
             pip_requirements=_requirements(),

@@ -1,0 +1,50 @@
+"""Shared fixtures: a real local Ray instance, real MLflow stores in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HELPERS = str(Path(__file__).parent / "helpers")
+sys.path.insert(0, HELPERS)
+# Ray workers and CLI subprocesses inherit this, so they can import the test estimators
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [HELPERS, os.environ.get("PYTHONPATH")]))
+
+BROKEN = (
+    "++search_space.estimators={broken: {_target_: automl_test_estimators.BrokenClassifier,"
+    " name: Broken, display: broken, task: classification}}"
+)
+SLEEPY = (
+    "++search_space.estimators={sleepy: {_target_: automl_test_estimators.SleepyClassifier,"
+    " name: Sleepy, display: sleepy, task: classification}}"
+)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real Ray instance (2 CPUs) shared by the in-process experiments."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> list[str]:
+    """Overrides that point tracking at a fresh SQLite store in tmp_path."""
+    return [f"tracking.store_dir={tmp_path / 'mlflow'}"]
+
+
+def mlflow_runs(tracking_uri: str, experiment_id: str):
+    """(parent runs, child runs) of an experiment, read back from the store."""
+    from mlflow import MlflowClient
+
+    runs = MlflowClient(tracking_uri).search_runs([experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children

@@ -1,0 +1,40 @@
+"""Estimators that misbehave on purpose, to test failure handling through the real path.
+
+They are added to the search space by config only (a `_target_` and a name), exactly as
+a user adds a family.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class BrokenClassifier(ClassifierMixin, BaseEstimator):
+    """Raises in fit."""
+
+    def __init__(self, message: str = "this estimator always fails") -> None:
+        self.message = message
+
+    def fit(self, X, y):
+        raise RuntimeError(self.message)
+
+
+class SleepyClassifier(ClassifierMixin, BaseEstimator):
+    """Sleeps in fit far longer than any test's iteration timeout."""
+
+    def __init__(self, seconds: float = 600.0) -> None:
+        self.seconds = seconds
+
+    def fit(self, X, y):
+        time.sleep(self.seconds)
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        return np.full((len(X), len(self.classes_)), 1.0 / len(self.classes_))
+
+    def predict(self, X):
+        return np.repeat(self.classes_[0], len(X))

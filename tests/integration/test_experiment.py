@@ -1,0 +1,192 @@
+"""Whole experiments in-process on a real local Ray instance, logged to a real MLflow store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+import automl_runner
+from automl_runner.experiment import NoModelError
+from conftest import BROKEN, SLEEPY, mlflow_runs
+
+pytestmark = pytest.mark.slow
+
+
+def test_experiment_logs_parent_children_leaderboard_and_model(ray_local, store, tmp_path):
+    result = automl_runner.run(["data=iris", "automl.iterations=5", *store])
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    assert len(parents) == 1 and len(children) == 5
+    parent = parents[0]
+    assert parent.info.run_id == result.parent_run_id and parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(int(c.data.tags["automl.iteration"]) for c in children) == [0, 1, 2, 3, 4]
+    # parent: resolved config as params, overrides, counts, best score
+    assert parent.data.params["automl.iterations"] == "5"
+    assert parent.data.params["data.name"] == "iris"
+    assert parent.data.tags["automl.overrides"].startswith("data=iris automl.iterations=5")
+    assert parent.data.metrics["iterations_completed"] == 5
+    assert parent.data.metrics["best_AUC_weighted"] == pytest.approx(result.best_score)
+    client = MlflowClient(result.tracking_uri)
+    history = client.get_metric_history(parent.info.run_id, "best_AUC_weighted")
+    assert [h.step for h in history] == [1, 2, 3, 4, 5]
+    assert all(a.value <= b.value for a, b in zip(history, history[1:], strict=False))
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config", "leaderboard.csv", "data_summary.json"} <= artifacts
+    config_yaml = client.download_artifacts(parent.info.run_id, "config/config.yaml", str(tmp_path))
+    assert "primary_metric: AUC_weighted" in open(config_yaml).read()
+    board = pd.read_csv(client.download_artifacts(parent.info.run_id, "leaderboard.csv", str(tmp_path)))
+    assert len(board) == 5 and board["AUC_weighted"].is_monotonic_decreasing
+    # children: hyperparameters, per-fold and secondary metrics, status, node
+    for child in children:
+        m = child.data.metrics
+        assert {f"AUC_weighted_fold_{k}" for k in range(5)} <= set(m)
+        assert np.mean([m[f"AUC_weighted_fold_{k}"] for k in range(5)]) == pytest.approx(m["AUC_weighted"])
+        assert {"AUC_weighted_std", "accuracy", "norm_macro_recall", "duration_seconds"} <= set(m)
+        assert child.data.params["estimator"] and child.data.tags["automl.status"] == "COMPLETED"
+        assert child.data.tags["automl.node"] != "unknown"
+        assert child.info.status == "FINISHED"
+    # get_output: the best iteration's run and the refit pipeline
+    best_run, model = result.get_output()
+    assert best_run.info.run_id == parent.data.tags["automl.best_run_id"]
+    assert best_run.data.metrics["AUC_weighted"] == pytest.approx(result.best_score)
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    assert (model.predict(iris.data) == iris.target).mean() > 0.9
+    # the logged model loads and predicts in a fresh process
+    code = (
+        "import mlflow, sys; from sklearn.datasets import load_iris;"
+        f"mlflow.set_tracking_uri('{result.tracking_uri}');"
+        f"m = mlflow.pyfunc.load_model('{result.model_uri}');"
+        "X = load_iris(as_frame=True).data; print(len(m.predict(X)));"
+        "print(m.metadata.signature is not None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["150", "True"]
+
+
+def test_failing_and_hanging_iterations_do_not_stop_the_experiment(ray_local, store):
+    result = automl_runner.run([
+        "data=breast_cancer", BROKEN, SLEEPY, "automl.allowed_models=[Broken,Sleepy,LogisticRegression]",
+        "automl.iterations=6", "automl.iteration_timeout_minutes=0.05", *store,
+    ])
+    statuses = {r.iteration: (r.candidate.family, r.status) for r in result.results}
+    assert len(statuses) == 6
+    by_family = {}
+    for family, status in statuses.values():
+        by_family.setdefault(family, set()).add(status)
+    assert by_family["Broken"] == {"FAILED"}
+    assert by_family["Sleepy"] == {"TIMEOUT"}
+    assert by_family["LogisticRegression"] == {"COMPLETED"}
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    runs = {c.data.tags["automl.status"]: c for c in children}
+    assert runs["FAILED"].info.status == "FAILED" and runs["TIMEOUT"].info.status == "KILLED"
+    client = MlflowClient(result.tracking_uri)
+    tb = client.download_artifacts(runs["FAILED"].info.run_id, "traceback.txt")
+    assert "RuntimeError: this estimator always fails" in open(tb).read()
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["iterations_failed"] >= 1
+    assert parents[0].data.metrics["iterations_timed_out"] >= 1
+    assert result.best.candidate.family == "LogisticRegression"
+    assert result.model_uri
+
+
+def test_experiment_timeout_cancels_in_flight_and_still_refits(ray_local, store):
+    start = time.monotonic()
+    result = automl_runner.run([
+        SLEEPY, "automl.allowed_models=[Sleepy,DecisionTree]", "automl.iterations=50",
+        "automl.experiment_timeout_minutes=0.2", "automl.iteration_timeout_minutes=5", *store,
+    ])
+    elapsed = time.monotonic() - start
+    assert elapsed < 12 + 40  # 12 s budget, plus Ray workers, refit and model logging
+    statuses = [r.status for r in result.results]
+    assert "CANCELLED" in statuses and "COMPLETED" in statuses
+    assert len(statuses) < 50
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["iterations_cancelled"] >= 1
+    assert len(children) == len(statuses)
+    assert result.best.candidate.family == "DecisionTree" and result.model_uri
+
+
+def test_all_iterations_failing_is_one_clear_error_and_a_failed_parent(ray_local, store):
+    with pytest.raises(NoModelError, match="no iteration completed"):
+        automl_runner.run([BROKEN, "automl.allowed_models=[Broken]", "automl.iterations=2", *store])
+    from automl_runner.tracking import store_uri
+
+    uri = store_uri(automl_runner.compose(store).tracking)[0]
+    exp = MlflowClient(uri).get_experiment_by_name("automl-digits")
+    parents, children = mlflow_runs(uri, exp.experiment_id)
+    assert [p.info.status for p in parents] == ["FAILED"] and len(children) == 2
+
+
+def test_csv_with_categories_missing_values_and_string_labels(ray_local, store, tmp_path):
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame({
+        "tenure": rng.integers(0, 10, n).astype(float),
+        "country": rng.choice(["France", "Spain", "Germany"], n),
+        "card": rng.choice(["yes", "no"], n),
+        "balance": rng.normal(50_000, 20_000, n),
+    })
+    frame["Exited"] = np.where((frame["country"] == "Germany") | (frame["tenure"] < 2), "left", "stayed")
+    frame.loc[::9, "balance"] = np.nan
+    frame.loc[::11, "country"] = None
+    path = tmp_path / "churn.csv"
+    frame.to_csv(path, index=False)
+    result = automl_runner.run(["data=file", f"data.path={path}", "data.target=Exited",
+                                "automl.iterations=4", *store])
+    assert result.best_score > 0.9
+    _, model = result.get_output()
+    unseen = pd.DataFrame({"tenure": [1.0, np.nan], "country": ["Atlantis", None],
+                           "card": ["maybe", "yes"], "balance": [np.nan, 10.0]})
+    assert set(model.predict(unseen)) <= {"left", "stayed"}
+    import mlflow
+
+    mlflow.set_tracking_uri(result.tracking_uri)
+    assert len(mlflow.pyfunc.load_model(result.model_uri).predict(unseen)) == 2
+
+
+def test_csv_regression(ray_local, store, tmp_path):
+    rng = np.random.default_rng(2)
+    n = 200
+    frame = pd.DataFrame({"rooms": rng.integers(1, 6, n).astype(float),
+                          "district": rng.choice(["north", "south", "centre"], n)})
+    frame["price"] = frame["rooms"] * 50 + frame["district"].map({"north": 0, "south": 40, "centre": 120}) \
+        + rng.normal(0, 5, n)
+    frame.loc[::13, "rooms"] = np.nan
+    path = tmp_path / "homes.csv"
+    frame.to_csv(path, index=False)
+    result = automl_runner.run(["data=file", f"data.path={path}", "data.target=price",
+                                "automl=regression", "automl.iterations=4", *store])
+    assert result.primary_metric == "r2_score" and result.best_score > 0.8
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    assert {"spearman_correlation", "normalized_root_mean_squared_error"} <= set(children[0].data.metrics)
+
+
+def test_seed_get_data_script_runs_unchanged(ray_local, store, tmp_path):
+    from unit.test_data import SEED_GET_DATA
+
+    path = tmp_path / "project" / "get_data.py"
+    path.parent.mkdir()
+    path.write_text(SEED_GET_DATA)
+    result = automl_runner.run(["data=script", f"data.path={path}", "automl.iterations=3", *store])
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    assert len(children) == 3
+    assert MlflowClient(result.tracking_uri).get_experiment(result.experiment_id).name == "automl-project"
+    assert parents[0].data.params["data_summary.rows"] == "1787"
+
+
+def test_same_seed_same_candidates_and_scores(ray_local, store):
+    runs = [automl_runner.run(["data=wine", "automl.iterations=4", "automl.seed=5", *store])
+            for _ in range(2)]
+    a, b = ([(r.iteration, r.candidate.key(), r.mean("AUC_weighted")) for r in
+             sorted(x.results, key=lambda r: r.iteration)] for x in runs)
+    assert a == b

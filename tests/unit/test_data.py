@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+
+import automl_runner
+from automl_runner.data import load
+from automl_runner.errors import ConfigError, DataError
+
+SEED_GET_DATA = '''
+from sklearn import datasets
+from scipy import sparse
+import numpy as np
+
+def get_data():
+
+    digits = datasets.load_digits()
+    X_digits = digits.data[10:,:]
+    y_digits = digits.target[10:]
+
+    return { "X" : X_digits, "y" : y_digits }
+'''
+
+
+def _cfg(*overrides):
+    return automl_runner.compose(list(overrides))
+
+
+def _script(tmp_path, body: str, name: str = "get_data.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_default_digits_is_the_seed_set():
+    cfg = _cfg()
+    ds = load(cfg.data, cfg.automl)
+    digits = load_digits()
+    np.testing.assert_array_equal(ds.X, digits.data[10:, :])
+    np.testing.assert_array_equal(ds.y, digits.target[10:])
+
+
+def test_seed_get_data_script_loads_unchanged(tmp_path):
+    path = _script(tmp_path, SEED_GET_DATA)
+    cfg = _cfg("data=script", f"data.path={path}")
+    ds = load(cfg.data, cfg.automl)
+    assert ds.X.shape == (1787, 64)
+    assert ds.name == "script" or ds.name
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("def get_data():\n    raise KeyError('blob store unreachable')\n",
+         "get_data() raised KeyError: 'blob store unreachable'"),
+        ("x = 1\n", "defines no get_data() function"),
+        ("def get_data():\n    return (1, 2)\n", "get_data() returned tuple; expected a dict with keys X and y"),
+        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros((4, 2))}\n", "get_data() returned no y"),
+        ("import numpy as np\ndef get_data():\n    return {'y': np.zeros(4)}\n", "get_data() returned no X"),
+        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(5) % 2}\n",
+         "X has 6 rows but y has 5; they must match"),
+        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(6) % 2, 'X_test': 1}\n",
+         "unknown key 'X_test'"),
+        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros(6), 'y': np.arange(6) % 2}\n",
+         "X has shape (6,); expected 2-D"),
+        ("import nonexistent_module_xyz\n", "get_data() raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'"),
+    ],
+)
+def test_bad_scripts_give_one_line(tmp_path, body, message):
+    path = _script(tmp_path, body)
+    cfg = _cfg("data=script", f"data.path={path}")
+    with pytest.raises(DataError) as info:
+        load(cfg.data, cfg.automl)
+    assert message in str(info.value)
+    assert str(info.value).startswith(f"data.path={path}: ")
+    assert "\n" not in str(info.value)
+
+
+def test_fewer_rows_per_class_than_folds_is_refused(tmp_path):
+    path = _script(tmp_path, """
+        import numpy as np
+        def get_data():
+            return {"X": np.random.rand(30, 3), "y": np.array(["a"] * 27 + ["rare"] * 3)}
+    """)
+    cfg = _cfg("data=script", f"data.path={path}")
+    with pytest.raises(ConfigError, match=r"automl.n_cross_validations=5: .*class 'rare' has 3 row"):
+        load(cfg.data, cfg.automl)
+
+
+def test_continuous_target_under_classification_points_to_regression(tmp_path):
+    path = _script(tmp_path, """
+        import numpy as np
+        def get_data():
+            return {"X": np.random.rand(50, 3), "y": np.random.rand(50)}
+    """)
+    cfg = _cfg("data=script", f"data.path={path}")
+    with pytest.raises(ConfigError, match="use automl=regression"):
+        load(cfg.data, cfg.automl)
+
+
+def _frame(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "age": rng.normal(40, 10, n),
+        "city": rng.choice(["paris", "rome", "oslo"], n),
+        "plan": rng.choice(["a", "b"], n),
+        "score": rng.integers(0, 100, n).astype(float),
+    })
+    frame.loc[::7, "age"] = np.nan
+    frame.loc[::5, "city"] = None
+    frame["label"] = np.where(frame["score"] > 50, "yes", "no")
+    return frame
+
+
+def test_csv_with_categories_and_missing_values(tmp_path):
+    path = tmp_path / "people.csv"
+    _frame().to_csv(path, index=False)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=label")
+    ds = load(cfg.data, cfg.automl)
+    assert ds.name == "people"
+    assert ds.categorical == ["city", "plan"]
+    assert ds.numeric == ["age", "score"]
+    assert set(ds.y) == {"yes", "no"}
+    assert ds.summary("classification")["missing_values"] > 0
+
+
+def test_parquet_regression_drops_rows_without_target(tmp_path):
+    frame = _frame()
+    frame["price"] = frame["score"] * 2.5
+    frame.loc[3, "price"] = np.nan
+    path = tmp_path / "homes.parquet"
+    frame.drop(columns=["label"]).to_parquet(path)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=price", "automl=regression",
+               "data.drop_columns=[score]")
+    ds = load(cfg.data, cfg.automl)
+    assert ds.n_rows == len(frame) - 1
+    assert "score" not in ds.X.columns and ds.y.dtype == float
+
+
+def test_missing_target_column_lists_the_columns(tmp_path):
+    path = tmp_path / "people.csv"
+    _frame().to_csv(path, index=False)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=Exited")
+    with pytest.raises(ConfigError) as info:
+        load(cfg.data, cfg.automl)
+    assert str(info.value) == "data.target=Exited: no such column in people.csv; columns: age, city, plan, score, label"
+
+
+def test_strings_without_preprocess_are_refused(tmp_path):
+    path = tmp_path / "people.csv"
+    _frame().to_csv(path, index=False)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=label", "automl.preprocess=false")
+    with pytest.raises(ConfigError, match="automl.preprocess=False: .*city, plan.*set automl.preprocess=true"):
+        load(cfg.data, cfg.automl)
+
+
+def test_regression_target_must_be_numeric(tmp_path):
+    path = tmp_path / "people.csv"
+    _frame().to_csv(path, index=False)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=label", "automl=regression")
+    with pytest.raises(ConfigError, match="non-numeric values; use automl=classification"):
+        load(cfg.data, cfg.automl)

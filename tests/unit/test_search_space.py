@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+from sklearn.datasets import make_classification, make_regression
+
+import automl_runner
+from automl_runner.data import Dataset
+from automl_runner.experiment import prepare
+from automl_runner.search import PortfolioRandomSearch
+from automl_runner.space import SearchSpace
+from automl_runner.worker import COMPLETED, FAILED, run_iteration
+from conftest import BROKEN
+
+
+def _space(*overrides, sparse_input=False):
+    cfg = automl_runner.compose(list(overrides))
+    return cfg, SearchSpace.from_config(cfg, sparse_input=sparse_input)
+
+
+def _prepared(cfg, X, y, **kw):
+    ds = Dataset("t", X, y, **kw)
+    return prepare(ds, cfg.automl)
+
+
+def test_same_seed_same_candidates_other_seed_others():
+    _, space = _space()
+    first = [c.key() for c in PortfolioRandomSearch(space, seed=3).ask(30)]
+    again = PortfolioRandomSearch(space, seed=3)
+    # asking in chunks of any size (any concurrency) gives the same sequence
+    chunks = again.ask(1) + again.ask(4) + again.ask(25)
+    assert [c.key() for c in chunks] == first
+    other = [c.key() for c in PortfolioRandomSearch(space, seed=4).ask(30)]
+    assert other != first
+    assert len(set(first)) == 30
+
+
+def test_portfolio_tries_every_family_default_first():
+    _, space = _space()
+    asked = PortfolioRandomSearch(space, seed=0).ask(len(space.estimators))
+    assert sorted(c.family for c in asked) == sorted(e.name for e in space.estimators)
+    assert all(c.origin == "portfolio" for c in asked)
+
+
+def test_allowed_and_blocked_models_shape_the_space():
+    _, space = _space("automl.allowed_models=[SVM,KNN,RandomForest]", "automl.blocked_models=[KNN]")
+    assert sorted(e.name for e in space.estimators) == ["RandomForest", "SVM"]
+    asked = PortfolioRandomSearch(space, seed=0).ask(40)
+    assert {c.family for c in asked} == {"RandomForest", "SVM"}
+
+
+def test_sparse_input_skips_dense_only_components():
+    _, space = _space(sparse_input=True)
+    assert "standard_scaler" not in [p.key for p in space.preprocessors]
+    assert "hist_gradient_boosting_classifier" not in [e.key for e in space.estimators]
+
+
+def test_uninstalled_family_is_skipped_not_fatal():
+    _, space = _space(
+        "++search_space.estimators={ghost: {_target_: not_installed_pkg.Model, name: Ghost,"
+        " display: ghost, task: classification}}"
+    )
+    assert "ghost" not in [e.key for e in space.estimators]
+    assert any("ghost" in s for s in space.skipped)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_family_fits_at_its_default_and_at_sampled_settings(task):
+    """Each YAML's _target_, fixed, default and ranges give valid scikit-learn arguments."""
+    cfg, space = _space(*(["automl=regression"] if task == "regression" else []),
+                        "automl.n_cross_validations=2")
+    if task == "classification":
+        X, y = make_classification(120, 6, n_informative=4, n_classes=3, random_state=0)
+        y = np.array(["low", "mid", "high"])[y]
+    else:
+        X, y = make_regression(120, 6, noise=1.0, random_state=0)
+    data = _prepared(cfg, X, y)
+    search = PortfolioRandomSearch(space, seed=0)
+    candidates = search.ask(len(space.estimators) + 40)
+    failures = []
+    for i, c in enumerate(candidates):
+        r = run_iteration(i, c, data)
+        if r.status != COMPLETED or np.isnan(r.mean(cfg.automl.primary_metric)):
+            failures.append((c.description, c.estimator_params, r.error))
+    assert not failures, failures
+
+
+def test_preprocess_handles_strings_nan_and_unseen_categories():
+    cfg, space = _space("automl.n_cross_validations=3")
+    rng = np.random.default_rng(0)
+    n = 90
+    X = pd.DataFrame({"num": rng.normal(size=n), "cat": rng.choice(["a", "b", "c"], n).astype(object)})
+    X.loc[::4, "num"] = np.nan
+    X.loc[::6, "cat"] = np.nan
+    y = np.where(X["cat"].fillna("a") == "a", "yes", "no")
+    ds = Dataset("t", X, y, numeric=["num"], categorical=["cat"])
+    data = prepare(ds, cfg.automl)
+    from automl_runner.worker import refit
+
+    candidate = PortfolioRandomSearch(space, seed=0).ask(1)[0]
+    model = refit(candidate, data)
+    unseen = pd.DataFrame({"num": [np.nan, 1.0], "cat": ["zebra", np.nan]})
+    assert len(model.predict(unseen)) == 2
+
+
+def test_sparse_input_runs():
+    cfg, space = _space("automl.n_cross_validations=3", sparse_input=True)
+    X, y = make_classification(90, 8, random_state=0)
+    X = sparse.csr_matrix(np.where(X > 0.5, X, 0.0))
+    data = _prepared(cfg, X, y)
+    for i, c in enumerate(PortfolioRandomSearch(space, seed=0).ask(len(space.estimators))):
+        r = run_iteration(i, c, data)
+        assert r.status == COMPLETED, (c.description, r.error)
+
+
+def test_a_raising_estimator_becomes_a_failed_result_with_traceback():
+    cfg, space = _space(BROKEN, "automl.allowed_models=[Broken]", "automl.n_cross_validations=2")
+    X, y = make_classification(40, 4, random_state=0)
+    candidate = PortfolioRandomSearch(space, seed=0).ask(1)[0]
+    r = run_iteration(7, candidate, _prepared(cfg, X, y))
+    assert r.status == FAILED and r.iteration == 7
+    assert "RuntimeError: this estimator always fails" in r.error
+    assert "Traceback" in r.log
+    assert r.mean("AUC_weighted") is None
+
+
+def test_x_valid_replaces_cross_validation():
+    cfg, space = _space("automl.allowed_models=[LogisticRegression]")
+    X, y = make_classification(100, 4, random_state=0)
+    data = _prepared(cfg, X[:70], y[:70], X_valid=X[70:], y_valid=y[70:])
+    assert data.splits == []
+    r = run_iteration(0, PortfolioRandomSearch(space, seed=0).ask(1)[0], data)
+    assert r.status == COMPLETED and len(r.fold_scores["AUC_weighted"]) == 1
+
+
+def test_validation_size_gives_one_stratified_holdout():
+    cfg, _ = _space("automl.n_cross_validations=null", "automl.validation_size=0.25")
+    X, y = make_classification(100, 4, random_state=0)
+    data = _prepared(cfg, X, y)
+    assert len(data.splits) == 1 and len(data.splits[0][1]) == 25
