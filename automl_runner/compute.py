@@ -52,13 +52,11 @@ def connect(compute: DictConfig) -> Iterator[Cluster]:
             # "local" starts a fresh instance even when a cluster is running on this machine
             ray.init(address="local", num_cpus=compute.num_cpus, **common)
         else:
+            _probe(compute.address)
             try:
                 ray.init(address=compute.address, **common)
-            except (ConnectionError, RuntimeError, ValueError) as ex:
-                raise ComputeError(
-                    f"compute.address={compute.address}: cannot join a Ray cluster there "
-                    f"({str(ex).splitlines()[0]}); start one with `ray start --head`"
-                ) from ex
+            except Exception as ex:
+                raise ComputeError(_join_failure(compute.address, ex)) from ex
         started = True
     try:
         if compute.kind == "ray":
@@ -94,3 +92,34 @@ def _wait_for_nodes(min_nodes: int, timeout_minutes: float) -> None:
             )
         log.info("waiting for nodes: %d of %d joined", alive, min_nodes)
         time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens there."""
+    import socket
+
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as ex:
+        raise ComputeError(
+            f"compute.address={address}: cannot join a Ray cluster there ({ex.strerror or ex}); "
+            "start one with `ray start --head` and pass the address it prints"
+        ) from ex
+
+
+def _join_failure(address: str, ex: BaseException) -> str:
+    chain = []
+    while ex is not None and len(chain) < 5:
+        chain.append(str(ex))
+        ex = ex.__cause__ or ex.__context__  # type: ignore[assignment]
+    text = " ".join(chain)
+    if "InvalidAuthToken" in text or "Authentication token" in text:
+        hint = ("the cluster uses token authentication: set RAY_AUTH_MODE=token and make its "
+                "token available (~/.ray/auth_token or RAY_AUTH_TOKEN)")
+    else:
+        hint = "start one with `ray start --head` and pass the address it prints"
+    first = chain[0].strip().splitlines()[0] if chain and chain[0].strip() else "no answer"
+    return f"compute.address={address}: cannot join a Ray cluster there ({first}); {hint}"
