@@ -55,9 +55,10 @@ def _run_and_report(func: Any) -> Any:
             raise
         line = one_line(ex)
         if line is None:  # not a user mistake: Hydra shows the (trimmed) traceback
+            error = ex
 
             def reraise() -> None:
-                raise ex
+                raise error
 
             return _hydra_run_and_report(reraise)
         _fail(line)

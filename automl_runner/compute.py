@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -42,7 +43,7 @@ def connect(compute: DictConfig) -> Iterator[Cluster]:
     if ray.is_initialized():
         log.debug("reusing the Ray instance this process is already connected to")
     else:
-        common = dict(
+        common: dict[str, Any] = dict(
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
@@ -111,14 +112,16 @@ def _probe(address: str) -> None:
 
 
 def _join_failure(address: str, ex: BaseException) -> str:
-    chain = []
+    chain: list[str] = []
     while ex is not None and len(chain) < 5:
         chain.append(str(ex))
         ex = ex.__cause__ or ex.__context__  # type: ignore[assignment]
     text = " ".join(chain)
     if "InvalidAuthToken" in text or "Authentication token" in text:
-        hint = ("the cluster uses token authentication: set RAY_AUTH_MODE=token and make its "
-                "token available (~/.ray/auth_token or RAY_AUTH_TOKEN)")
+        hint = (
+            "the cluster uses token authentication: set RAY_AUTH_MODE=token and make its "
+            "token available (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+        )
     else:
         hint = "start one with `ray start --head` and pass the address it prints"
     first = chain[0].strip().splitlines()[0] if chain and chain[0].strip() else "no answer"

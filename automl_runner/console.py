@@ -35,7 +35,13 @@ def header(metric: str) -> None:
     log.info(_ROW.format("ITERATION", "PIPELINE", "DURATION", "METRIC", "BEST"))
 
 
-def row(iteration: int, pipeline: str, seconds: float, metric: float | None, status: str,
-        best: float | None) -> None:
+def row(
+    iteration: int,
+    pipeline: str,
+    seconds: float,
+    metric: float | None,
+    status: str,
+    best: float | None,
+) -> None:
     shown = score(metric) if status == "COMPLETED" else status
     log.info(_ROW.format(iteration, pipeline[:40], duration(seconds), shown, score(best)))

@@ -136,21 +136,30 @@ def _load_script(path: Path, name: str | None) -> Dataset:
         sys.path.remove(str(path.parent.resolve()))
     if not isinstance(returned, dict):
         raise DataError(
-            where, f"get_data() returned {type(returned).__name__}; expected a dict with keys X and y"
+            where,
+            f"get_data() returned {type(returned).__name__}; expected a dict with keys X and y",
         )
     missing = [k for k in ("X", "y") if returned.get(k) is None]
     if missing:
-        raise DataError(where, f"get_data() returned no {' or '.join(missing)}; keys: {', '.join(map(str, returned)) or 'none'}")
+        raise DataError(
+            where,
+            f"get_data() returned no {' or '.join(missing)}; keys: {', '.join(map(str, returned)) or 'none'}",
+        )
     unknown = sorted(set(map(str, returned)) - set(SCRIPT_KEYS))
     if unknown:
-        raise DataError(where, f"get_data() returned unknown key {unknown[0]!r}; allowed: {', '.join(SCRIPT_KEYS)}")
+        raise DataError(
+            where,
+            f"get_data() returned unknown key {unknown[0]!r}; allowed: {', '.join(SCRIPT_KEYS)}",
+        )
     return Dataset(
         name or "script",
         _as_X(returned["X"], where, "X"),
         _as_y(returned["y"], where, "y"),
         None if returned.get("X_valid") is None else _as_X(returned["X_valid"], where, "X_valid"),
         None if returned.get("y_valid") is None else _as_y(returned["y_valid"], where, "y_valid"),
-        None if returned.get("sample_weight") is None else _as_y(returned["sample_weight"], where, "sample_weight").astype(float),
+        None
+        if returned.get("sample_weight") is None
+        else _as_y(returned["sample_weight"], where, "sample_weight").astype(float),
     )
 
 
@@ -173,7 +182,11 @@ def _load_file(data: DictConfig) -> Dataset:
         )
     for col in data.drop_columns:
         if col not in frame.columns or col == data.target:
-            raise ConfigError("data.drop_columns", col, f"no such feature column in {path.name}; columns: {_columns(frame)}")
+            raise ConfigError(
+                "data.drop_columns",
+                col,
+                f"no such feature column in {path.name}; columns: {_columns(frame)}",
+            )
     frame = frame.drop(columns=list(data.drop_columns))
     missing = frame[data.target].isna()
     if missing.any():
@@ -199,7 +212,10 @@ def _as_X(value: Any, where: str, key: str) -> Any:
         try:
             X = np.asarray(value)
         except Exception as ex:
-            raise DataError(where, f"{key} is a {type(value).__name__}; expected a 2-D array, sparse matrix or DataFrame") from ex
+            raise DataError(
+                where,
+                f"{key} is a {type(value).__name__}; expected a 2-D array, sparse matrix or DataFrame",
+            ) from ex
         if X.dtype == object:
             X = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]) if X.ndim == 2 else X
     if X.ndim != 2:
@@ -228,16 +244,22 @@ def _check(ds: Dataset, automl: DictConfig, source: str) -> None:
         pairs.append(("X_valid", ds.X_valid, "y_valid", ds.y_valid))
     for xk, X, yk, y in pairs:
         if X.shape[0] != len(y):
-            raise DataError(source, f"{xk} has {X.shape[0]} rows but {yk} has {len(y)}; they must match")
+            raise DataError(
+                source, f"{xk} has {X.shape[0]} rows but {yk} has {len(y)}; they must match"
+            )
     if ds.sample_weight is not None and len(ds.sample_weight) != len(ds.y):
-        raise DataError(source, f"sample_weight has {len(ds.sample_weight)} values for {len(ds.y)} rows")
+        raise DataError(
+            source, f"sample_weight has {len(ds.sample_weight)} values for {len(ds.y)} rows"
+        )
     if ds.X_valid is not None and ds.X_valid.shape[1] != ds.X.shape[1]:
         raise DataError(source, f"X_valid has {ds.X_valid.shape[1]} columns, X has {ds.X.shape[1]}")
     if ds.n_rows < 2:
         raise DataError(source, f"has {ds.n_rows} rows; need at least 2")
     missing_y = pd.isna(ds.y)
     if missing_y.any():
-        raise DataError(source, f"y has {int(missing_y.sum())} missing values; drop those rows or fill them")
+        raise DataError(
+            source, f"y has {int(missing_y.sum())} missing values; drop those rows or fill them"
+        )
     _type_columns(ds, automl, source)
     if task == "regression":
         try:
@@ -245,26 +267,37 @@ def _check(ds: Dataset, automl: DictConfig, source: str) -> None:
             if ds.y_valid is not None:
                 ds.y_valid = ds.y_valid.astype(float)
         except (TypeError, ValueError):
-            raise ConfigError("automl.task", task, f"{source}: the target has non-numeric values; use automl=classification") from None
+            raise ConfigError(
+                "automl.task",
+                task,
+                f"{source}: the target has non-numeric values; use automl=classification",
+            ) from None
         return
     if ds.y.dtype.kind == "f" and not np.all(np.mod(ds.y, 1) == 0):
         raise ConfigError(
-            "automl.task", task,
+            "automl.task",
+            task,
             f"{source}: the target is continuous ({len(np.unique(ds.y))} distinct values); use automl=regression",
         )
     classes, counts = np.unique(ds.y, return_counts=True)
     if len(classes) < 2:
-        raise DataError(source, f"y has a single class ({_label(classes[0])}); classification needs two or more")
+        raise DataError(
+            source, f"y has a single class ({_label(classes[0])}); classification needs two or more"
+        )
     folds = automl.n_cross_validations
     if ds.X_valid is None and folds is not None and counts.min() < folds:
         rare = classes[np.argmin(counts)]
         raise ConfigError(
-            "automl.n_cross_validations", folds,
+            "automl.n_cross_validations",
+            folds,
             f"{source}: class {_label(rare)} has {counts.min()} row(s), fewer than the folds; lower n_cross_validations or drop that class",
         )
     if ds.X_valid is None and folds is None and counts.min() < 2:
         rare = classes[np.argmin(counts)]
-        raise DataError(source, f"class {_label(rare)} has a single row; a stratified holdout needs two per class")
+        raise DataError(
+            source,
+            f"class {_label(rare)} has a single row; a stratified holdout needs two per class",
+        )
 
 
 def _label(value: Any) -> str:
@@ -284,7 +317,10 @@ def _type_columns(ds: Dataset, automl: DictConfig, source: str) -> None:
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
             numeric.append(col)
         elif pd.api.types.is_datetime64_any_dtype(s):
-            raise DataError(source, f"column {col!r} holds dates; turn it into numbers (e.g. year, day of week) in get_data() or drop it")
+            raise DataError(
+                source,
+                f"column {col!r} holds dates; turn it into numbers (e.g. year, day of week) in get_data() or drop it",
+            )
         else:
             categorical.append(col)
     for frame in frames:
@@ -296,5 +332,9 @@ def _type_columns(ds: Dataset, automl: DictConfig, source: str) -> None:
             frame[col] = frame[col].map(lambda v: v if pd.isna(v) else str(v)).astype(object)
     if categorical and not automl.preprocess:
         shown = ", ".join(categorical[:5]) + (" ..." if len(categorical) > 5 else "")
-        raise ConfigError("automl.preprocess", False, f"{source} has string/categorical columns ({shown}); set automl.preprocess=true")
+        raise ConfigError(
+            "automl.preprocess",
+            False,
+            f"{source} has string/categorical columns ({shown}); set automl.preprocess=true",
+        )
     ds.numeric, ds.categorical = numeric, categorical

@@ -94,8 +94,12 @@ class RayExecutor:
             return result
         except Exception as ex:  # the worker died (OOM, node lost): the experiment goes on
             return IterationResult(
-                f.iteration, f.candidate, FAILED, duration=time.monotonic() - f.started,
-                error=f"{type(ex).__name__}: {ex}", log=str(ex),
+                f.iteration,
+                f.candidate,
+                FAILED,
+                duration=time.monotonic() - f.started,
+                error=f"{type(ex).__name__}: {ex}",
+                log=str(ex),
             )
 
     def _kill(self, ref: Any, status: str, reason: str) -> IterationResult:
@@ -103,8 +107,12 @@ class RayExecutor:
         # only force=True stops a running task; it kills the worker process
         self._ray.cancel(ref, force=True)
         return IterationResult(
-            f.iteration, f.candidate, status, duration=time.monotonic() - f.started,
-            error=reason, log=reason,
+            f.iteration,
+            f.candidate,
+            status,
+            duration=time.monotonic() - f.started,
+            error=reason,
+            log=reason,
         )
 
 

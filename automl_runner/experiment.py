@@ -50,6 +50,8 @@ class ExperimentResult:
     best: IterationResult | None = None
     model_uri: str | None = None
     model: Any = None
+    # wall time of the search loop (first launch to last result), without refit and logging
+    search_seconds: float | None = None
 
     @property
     def best_score(self) -> float | None:
@@ -64,8 +66,10 @@ class ExperimentResult:
         from mlflow import MlflowClient
 
         if self.best is None:
-            raise NoModelError(f"run {self.parent_run_id}: no iteration completed, so there is no best model")
-        run = MlflowClient(self.tracking_uri).get_run(self.best_run_id)
+            raise NoModelError(
+                f"run {self.parent_run_id}: no iteration completed, so there is no best model"
+            )
+        run = MlflowClient(self.tracking_uri).get_run(self.run_ids[self.best.iteration])
         model = self.model
         if model is None and self.model_uri:
             import mlflow.sklearn
@@ -84,12 +88,16 @@ def prepare(ds: Dataset, automl: DictConfig) -> PreparedData:
     if ds.X_valid is None:
         if automl.n_cross_validations is not None:
             k = automl.n_cross_validations
-            cv = (StratifiedKFold if classification else KFold)(k, shuffle=True, random_state=automl.seed)
+            cv = (StratifiedKFold if classification else KFold)(
+                k, shuffle=True, random_state=automl.seed
+            )
             splits = list(cv.split(np.zeros(n), ds.y))
         else:
             idx = np.arange(n)
             train, valid = train_test_split(
-                idx, test_size=automl.validation_size, random_state=automl.seed,
+                idx,
+                test_size=automl.validation_size,
+                random_state=automl.seed,
                 stratify=ds.y if classification else None,
             )
             splits = [(np.sort(train), np.sort(valid))]
@@ -98,10 +106,19 @@ def prepare(ds: Dataset, automl: DictConfig) -> PreparedData:
         both = ds.y if ds.y_valid is None else np.concatenate([ds.y, ds.y_valid])
         classes = np.unique(both)
     return PreparedData(
-        X=ds.X, y=ds.y, X_valid=ds.X_valid, y_valid=ds.y_valid, sample_weight=ds.sample_weight,
-        splits=splits, task=automl.task, primary_metric=automl.primary_metric, classes=classes,
+        X=ds.X,
+        y=ds.y,
+        X_valid=ds.X_valid,
+        y_valid=ds.y_valid,
+        sample_weight=ds.sample_weight,
+        splits=splits,
+        task=automl.task,
+        primary_metric=automl.primary_metric,
+        classes=classes,
         y_range=0.0 if classification else float(np.ptp(ds.y)),
-        preprocess=automl.preprocess, numeric=ds.numeric, categorical=ds.categorical,
+        preprocess=automl.preprocess,
+        numeric=ds.numeric,
+        categorical=ds.categorical,
         seed=automl.seed,
     )
 
@@ -119,13 +136,13 @@ def _setup_logging(automl: DictConfig) -> None:
         pkg.propagate = False
     pkg.setLevel(level)
     if automl.debug_log:
-        handler = logging.FileHandler(automl.debug_log)
-        handler.setLevel(logging.DEBUG)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        debug = logging.FileHandler(automl.debug_log)
+        debug.setLevel(logging.DEBUG)
+        debug.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         for h in logging.getLogger().handlers + pkg.handlers:
             if h.level == logging.NOTSET:
                 h.setLevel(level)
-        pkg.addHandler(handler)
+        pkg.addHandler(debug)
         pkg.setLevel(logging.DEBUG)
 
 
@@ -149,7 +166,6 @@ def run_experiment(
     _setup_logging(cfg.automl)
     overrides = list(overrides or [])
     automl = cfg.automl
-    metric = automl.primary_metric
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 
     dataset = load(cfg.data, automl)
@@ -162,7 +178,9 @@ def run_experiment(
         pending_tracker = pool.submit(_open_tracker, cfg, name)
         if serial:
             tracker = pending_tracker.result()
-            return _run(cfg, overrides, dataset, space, prepared, tracker, SerialExecutor(prepared), 1)
+            return _run(
+                cfg, overrides, dataset, space, prepared, tracker, SerialExecutor(prepared), 1
+            )
         with connect(cfg.compute) as cluster:
             tracker = pending_tracker.result()
             slots = cluster.slots(cfg.compute.cpus_per_iteration)
@@ -171,8 +189,12 @@ def run_experiment(
                 log.warning(
                     "automl.max_concurrent_iterations=%d but the cluster (%d node(s), %g CPUs, "
                     "%g per iteration) holds %d at a time; running %d at once",
-                    concurrency, cluster.nodes, cluster.cpus, cfg.compute.cpus_per_iteration,
-                    slots, slots,
+                    concurrency,
+                    cluster.nodes,
+                    cluster.cpus,
+                    cfg.compute.cpus_per_iteration,
+                    slots,
+                    slots,
                 )
                 concurrency = slots
             executor = RayExecutor(
@@ -185,26 +207,38 @@ def run_experiment(
 
 
 def _run(
-    cfg: DictConfig, overrides: list[str], dataset: Dataset, space: SearchSpace,
-    prepared: PreparedData, tracker: Tracker, executor: Any, concurrency: int,
+    cfg: DictConfig,
+    overrides: list[str],
+    dataset: Dataset,
+    space: SearchSpace,
+    prepared: PreparedData,
+    tracker: Tracker,
+    executor: Any,
+    concurrency: int,
 ) -> ExperimentResult:
     automl = cfg.automl
     metric = automl.primary_metric
     started = time.monotonic()
     summary = dataset.summary(automl.task)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(config, dict)
+    config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
     parent_id = tracker.start_parent(
         run_name=f"{tracker.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        config=config, config_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides,
-        data_summary=summary, primary_metric=metric,
+        config=config,
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        overrides=overrides,
+        data_summary=summary,
+        primary_metric=metric,
     )
     result = ExperimentResult(tracker.uri, tracker.experiment_id, parent_id, "RUNNING", metric)
     search = PortfolioRandomSearch(space, seed=automl.seed)
     log.info(
         "experiment %s: %s, %d rows x %d features, %d iterations, %d at a time",
-        tracker.experiment_name, summary["name"], summary["rows"], summary["features"],
-        automl.iterations, concurrency,
+        tracker.experiment_name,
+        summary["name"],
+        summary["rows"],
+        summary["features"],
+        automl.iterations,
+        concurrency,
     )
     console.header(metric)
 
@@ -218,8 +252,9 @@ def _run(
         if result.best_score is not None:
             # step = finished count, so the latest value is the best so far
             tracker.log_best(metric, result.best_score, step=len(result.results))
-        console.row(r.iteration, r.candidate.description, r.duration, score, r.status,
-                    result.best_score)
+        console.row(
+            r.iteration, r.candidate.description, r.duration, score, r.status, result.best_score
+        )
         if r.status == FAILED:
             log.debug("iteration %d failed:\n%s", r.iteration, r.error)
 
@@ -228,7 +263,7 @@ def _run(
         deadline = started + automl.experiment_timeout_minutes * 60
     status = "FAILED"
     try:
-        launched = 0
+        launched, search_start = 0, time.monotonic()
         while True:
             free = concurrency - executor.in_flight
             out_of_time = deadline is not None and time.monotonic() >= deadline
@@ -240,12 +275,15 @@ def _run(
                 break
             done = executor.next_done(deadline)
             if done is None:  # experiment_timeout_minutes: stop launching, cancel in flight
-                log.info("experiment_timeout_minutes reached: cancelling %d running iteration(s)",
-                         executor.in_flight)
+                log.info(
+                    "experiment_timeout_minutes reached: cancelling %d running iteration(s)",
+                    executor.in_flight,
+                )
                 for r in executor.cancel_all("experiment_timeout_minutes reached"):
                     record(r)
                 break
             record(done)
+        result.search_seconds = time.monotonic() - search_start
         if result.best is None:
             raise NoModelError(
                 f"no iteration completed ({len(result.results)} failed or timed out); "
@@ -271,7 +309,10 @@ def _input_example(X: Any) -> Any:
 
 
 def _finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
-    counts = {s: sum(r.status == s for r in result.results) for s in (COMPLETED, FAILED, TIMEOUT, CANCELLED)}
+    counts = {
+        s: sum(r.status == s for r in result.results)
+        for s in (COMPLETED, FAILED, TIMEOUT, CANCELLED)
+    }
     metrics = {
         "iterations_completed": counts[COMPLETED],
         "iterations_failed": counts[FAILED],
@@ -279,6 +320,8 @@ def _finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
         "iterations_cancelled": counts[CANCELLED],
         "duration_seconds": elapsed,
     }
+    if result.search_seconds is not None:
+        metrics["search_seconds"] = result.search_seconds
     tags = {}
     if result.best is not None:
         metrics[f"best_{result.primary_metric}_final"] = float(result.best_score or 0.0)
@@ -293,36 +336,64 @@ def _finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
 def leaderboard(result: ExperimentResult) -> pd.DataFrame:
     """Every iteration, best first (failed and cancelled last)."""
     m = result.primary_metric
-    rows = [{
-        "iteration": r.iteration,
-        "pipeline": r.candidate.description,
-        "family": r.candidate.family,
-        "status": r.status,
-        m: r.mean(m),
-        f"{m}_std": r.std(m),
-        "duration_seconds": round(r.duration, 3),
-        "node": r.node,
-        "run_id": result.run_ids.get(r.iteration),
-    } for r in result.results]
-    frame = pd.DataFrame(rows, columns=["iteration", "pipeline", "family", "status", m, f"{m}_std",
-                                        "duration_seconds", "node", "run_id"])
+    rows = [
+        {
+            "iteration": r.iteration,
+            "pipeline": r.candidate.description,
+            "family": r.candidate.family,
+            "status": r.status,
+            m: r.mean(m),
+            f"{m}_std": r.std(m),
+            "duration_seconds": round(r.duration, 3),
+            "node": r.node,
+            "run_id": result.run_ids.get(r.iteration),
+        }
+        for r in result.results
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "iteration",
+            "pipeline",
+            "family",
+            "status",
+            m,
+            f"{m}_std",
+            "duration_seconds",
+            "node",
+            "run_id",
+        ],
+    )
     from .metrics import METRICS
 
-    return frame.sort_values(m, ascending=not METRICS[m].greater_is_better, na_position="last",
-                             kind="stable").reset_index(drop=True)
+    return frame.sort_values(
+        m, ascending=not METRICS[m].greater_is_better, na_position="last", kind="stable"
+    ).reset_index(drop=True)
 
 
 def _print_summary(result: ExperimentResult, cfg: DictConfig) -> None:
     assert result.best is not None
     out = console.log
     out.info("")
-    out.info("best pipeline:   iteration %d, %s", result.best.iteration, result.best.candidate.description)
+    out.info(
+        "best pipeline:   iteration %d, %s",
+        result.best.iteration,
+        result.best.candidate.description,
+    )
     out.info("best %s: %s", result.primary_metric, console.score(result.best_score))
-    out.info("MLflow run:      %s (parent), %s (best iteration)", result.parent_run_id, result.best_run_id)
+    out.info(
+        "MLflow run:      %s (parent), %s (best iteration)",
+        result.parent_run_id,
+        result.best_run_id,
+    )
     out.info("best model:      %s", result.model_uri)
     out.info("MLflow store:    %s", result.tracking_uri)
     if cfg.tracking.kind == "local":
         out.info("open it with:    mlflow ui --backend-store-uri %s", store_uri(cfg.tracking)[0])
     else:
-        out.info("open it at:      %s/#/experiments/%s/runs/%s", result.tracking_uri.rstrip("/"),
-                 result.experiment_id, result.parent_run_id)
+        out.info(
+            "open it at:      %s/#/experiments/%s/runs/%s",
+            result.tracking_uri.rstrip("/"),
+            result.experiment_id,
+            result.parent_run_id,
+        )

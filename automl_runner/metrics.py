@@ -71,7 +71,11 @@ def norm_macro_recall(f: Fold) -> float:
     assert f.classes is not None
     chance = 1.0 / len(f.classes)
     recall = skm.recall_score(
-        f.y_true, f.y_pred, labels=f.classes, average="macro", sample_weight=f.sample_weight,
+        f.y_true,
+        f.y_pred,
+        labels=f.classes,
+        average="macro",
+        sample_weight=f.sample_weight,
         zero_division=0,
     )
     return float(max(0.0, (recall - chance) / (1.0 - chance)))
@@ -89,31 +93,41 @@ def spearman(f: Fold) -> float:
 METRICS: dict[str, Metric] = {
     "AUC_weighted": Metric("classification", True, auc_weighted),
     "accuracy": Metric(
-        "classification", True,
+        "classification",
+        True,
         lambda f: float(skm.accuracy_score(f.y_true, f.y_pred, sample_weight=f.sample_weight)),
     ),
     "average_precision_score_weighted": Metric("classification", True, average_precision_weighted),
     "norm_macro_recall": Metric("classification", True, norm_macro_recall),
     "precision_score_weighted": Metric(
-        "classification", True,
-        lambda f: float(skm.precision_score(
-            f.y_true, f.y_pred, average="weighted", sample_weight=f.sample_weight,
-            zero_division=0,
-        )),
+        "classification",
+        True,
+        lambda f: float(
+            skm.precision_score(
+                f.y_true,
+                f.y_pred,
+                average="weighted",
+                sample_weight=f.sample_weight,
+                zero_division=0,
+            )
+        ),
     ),
     "spearman_correlation": Metric("regression", True, spearman),
     "normalized_root_mean_squared_error": Metric(
-        "regression", False,
+        "regression",
+        False,
         lambda f: _normalised(
             skm.root_mean_squared_error(f.y_true, f.y_pred, sample_weight=f.sample_weight), f
         ),
     ),
     "r2_score": Metric(
-        "regression", True,
+        "regression",
+        True,
         lambda f: float(skm.r2_score(f.y_true, f.y_pred, sample_weight=f.sample_weight)),
     ),
     "normalized_mean_absolute_error": Metric(
-        "regression", False,
+        "regression",
+        False,
         lambda f: _normalised(
             skm.mean_absolute_error(f.y_true, f.y_pred, sample_weight=f.sample_weight), f
         ),

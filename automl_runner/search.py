@@ -37,7 +37,9 @@ class PortfolioRandomSearch:
         )
         order = self.rng.permutation(len(space.estimators))
         self.portfolio = [
-            space.candidate(default_pre, space.estimators[i], {}, space.estimators[i].default, "portfolio")
+            space.candidate(
+                default_pre, space.estimators[i], {}, space.estimators[i].default, "portfolio"
+            )
             for i in order
         ]
 
@@ -58,7 +60,9 @@ class PortfolioRandomSearch:
         for _ in range(self.max_tries):
             est = self.space.estimators[int(self.rng.integers(len(self.space.estimators)))]
             pre = self.space.preprocessors[int(self.rng.integers(len(self.space.preprocessors)))]
-            candidate = self.space.candidate(pre, est, pre.sample(self.rng), est.sample(self.rng), "random")
+            candidate = self.space.candidate(
+                pre, est, pre.sample(self.rng), est.sample(self.rng), "random"
+            )
             if candidate.key() not in self.seen:
                 break
         assert candidate is not None

@@ -66,7 +66,8 @@ class Candidate:
     def key(self) -> str:
         return json.dumps(
             [self.preprocessor, self.preprocessor_params, self.estimator, self.estimator_params],
-            sort_keys=True, default=str,
+            sort_keys=True,
+            default=str,
         )
 
     def params(self) -> dict[str, Any]:
@@ -104,18 +105,27 @@ class SearchSpace:
                 if not importable(spec["_target_"]):
                     skipped.append(f"{key} ({spec['_target_']} is not installed)")
                     continue
-                out.append(Component(
-                    key=str(key), target=spec["_target_"], name=spec["name"],
-                    display=spec["display"], sparse=spec["sparse"], fixed=spec["fixed"],
-                    default=spec["default"], params=spec["params"],
-                ))
+                out.append(
+                    Component(
+                        key=str(key),
+                        target=spec["_target_"],
+                        name=spec["name"],
+                        display=spec["display"],
+                        sparse=spec["sparse"],
+                        fixed=spec["fixed"],
+                        default=spec["default"],
+                        params=spec["params"],
+                    )
+                )
             return out
 
         estimators = read(
             "estimators",
-            lambda s: s["task"] == task
-            and (allowed is None or s["name"] in allowed)
-            and s["name"] not in blocked,
+            lambda s: (
+                s["task"] == task
+                and (allowed is None or s["name"] in allowed)
+                and s["name"] not in blocked
+            ),
         )
         preprocessors = read("preprocessors", lambda s: s["task"] in (None, task))
         for note in skipped:
@@ -124,7 +134,9 @@ class SearchSpace:
             from .errors import ConfigError
 
             raise ConfigError(
-                "search_space", "", f"no usable {'estimator' if not estimators else 'preprocessor'} "
+                "search_space",
+                "",
+                f"no usable {'estimator' if not estimators else 'preprocessor'} "
                 f"for this task and input; skipped: {', '.join(skipped) or 'none'}",
             )
         return cls(preprocessors, estimators, skipped)
@@ -133,11 +145,15 @@ class SearchSpace:
         self, pre: Component, est: Component, pre_params: dict, est_params: dict, origin: str
     ) -> Candidate:
         return Candidate(
-            preprocessor=pre.key, preprocessor_target=pre.target,
+            preprocessor=pre.key,
+            preprocessor_target=pre.target,
             preprocessor_params={**pre.fixed, **pre_params},
-            estimator=est.key, estimator_target=est.target,
+            estimator=est.key,
+            estimator_target=est.target,
             estimator_params={**est.fixed, **est_params},
-            description=f"{pre.display} {est.display}", family=est.name, origin=origin,
+            description=f"{pre.display} {est.display}",
+            family=est.name,
+            origin=origin,
         )
 
 
@@ -187,7 +203,9 @@ def build_pipeline(
     steps: list[tuple[str, Any]] = []
     if preprocess and not sparse_input:  # sparse input is numeric, its zeros are data
         steps.append(("prepare", _prepare(numeric, categorical, dataframe)))
-    steps.append(("scale", _make(candidate.preprocessor_target, candidate.preprocessor_params, seed)))
+    steps.append(
+        ("scale", _make(candidate.preprocessor_target, candidate.preprocessor_params, seed))
+    )
     steps.append(("model", _make(candidate.estimator_target, candidate.estimator_params, seed)))
     return Pipeline(steps)
 
@@ -200,16 +218,29 @@ def _prepare(numeric: list[str], categorical: list[str], dataframe: bool) -> Any
     num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     if not dataframe:
         return num
-    cat = Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True)),
-        # unseen categories at predict time fall into the infrequent bucket (or all-zero)
-        ("encode", OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=32,
-                                 min_frequency=5, sparse_output=False)),
-    ])
+    cat = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True),
+            ),
+            # unseen categories at predict time fall into the infrequent bucket (or all-zero)
+            (
+                "encode",
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist",
+                    max_categories=32,
+                    min_frequency=5,
+                    sparse_output=False,
+                ),
+            ),
+        ]
+    )
     parts = []
     if numeric:
         parts.append(("numeric", num, list(numeric)))
     if categorical:
         parts.append(("categorical", cat, list(categorical)))
-    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0,
-                             verbose_feature_names_out=False)
+    return ColumnTransformer(
+        parts, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False
+    )

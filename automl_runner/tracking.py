@@ -63,24 +63,36 @@ class Tracker:
 
     # --- parent run ------------------------------------------------------------------
     def start_parent(
-        self, run_name: str, config: dict[str, Any], config_yaml: str, overrides: list[str],
-        data_summary: dict[str, Any], primary_metric: str,
+        self,
+        run_name: str,
+        config: dict[str, Any],
+        config_yaml: str,
+        overrides: list[str],
+        data_summary: dict[str, Any],
+        primary_metric: str,
     ) -> str:
         from mlflow.entities import Param, RunTag
 
         run = self.client.create_run(
             self.experiment_id,
             run_name=run_name,
-            tags={"automl.kind": "experiment", "automl.primary_metric": primary_metric,
-                  "automl.overrides": " ".join(overrides) or "(none)"},
+            tags={
+                "automl.kind": "experiment",
+                "automl.primary_metric": primary_metric,
+                "automl.overrides": " ".join(overrides) or "(none)",
+            },
         )
         self.parent_id = run.info.run_id
         flat = {k: v for k, v in _flatten(config).items() if not k.startswith("search_space.")}
-        flat["search_space.estimators"] = ",".join(config.get("search_space", {}).get("estimators", {}))
-        flat.update({f"data_summary.{k}": v for k, v in data_summary.items() if not isinstance(v, dict)})
+        flat["search_space.estimators"] = ",".join(
+            config.get("search_space", {}).get("estimators", {})
+        )
+        flat.update(
+            {f"data_summary.{k}": v for k, v in data_summary.items() if not isinstance(v, dict)}
+        )
         params = [Param(k, _param_value(v)) for k, v in flat.items()]
         for i in range(0, len(params), _BATCH_PARAMS):
-            self.client.log_batch(self.parent_id, params=params[i:i + _BATCH_PARAMS])
+            self.client.log_batch(self.parent_id, params=params[i : i + _BATCH_PARAMS])
         self.client.log_batch(self.parent_id, tags=[RunTag("automl.data", data_summary["name"])])
         self.client.log_text(self.parent_id, config_yaml, "config/config.yaml")
         self.client.log_text(self.parent_id, "\n".join(overrides) + "\n", "config/overrides.txt")
@@ -92,7 +104,10 @@ class Tracker:
         self.client.log_metric(self.parent_id, f"best_{metric}", value, step=step)
 
     def finish_parent(
-        self, status: str, metrics: dict[str, float], tags: dict[str, str],
+        self,
+        status: str,
+        metrics: dict[str, float],
+        tags: dict[str, str],
         leaderboard_csv: str | None,
     ) -> None:
         from mlflow.entities import Metric, RunTag
@@ -119,7 +134,9 @@ class Tracker:
         # created here so it belongs to this experiment; left to log_model it would
         # go to the global current experiment (and its artifacts to ./mlruns)
         logged = self.client.create_logged_model(
-            self.experiment_id, name="model", source_run_id=self.parent_id,
+            self.experiment_id,
+            name="model",
+            source_run_id=self.parent_id,
             tags={"automl.parent_run_id": self.parent_id},
         )
         info = mlflow.sklearn.log_model(
@@ -165,10 +182,16 @@ class Tracker:
                 if std is not None:
                     metrics.append(Metric(f"{name}_std", std, now, 0))
                 if name == primary_metric:
-                    metrics += [Metric(f"{name}_fold_{k}", float(s), now, 0) for k, s in enumerate(scores)]
+                    metrics += [
+                        Metric(f"{name}_fold_{k}", float(s), now, 0) for k, s in enumerate(scores)
+                    ]
             params = [Param(k, _param_value(v)) for k, v in c.params().items()]
-            self.client.log_batch(run_id, metrics=metrics, params=params[:_BATCH_PARAMS],
-                                  tags=[RunTag("automl.family", c.family)])
+            self.client.log_batch(
+                run_id,
+                metrics=metrics,
+                params=params[:_BATCH_PARAMS],
+                tags=[RunTag("automl.family", c.family)],
+            )
             if result.log:
                 name = "traceback.txt" if result.status == FAILED else "iteration.log"
                 self.client.log_text(run_id, result.log, name)
@@ -202,4 +225,7 @@ def _param_value(v: Any) -> str:
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")]
+    return [
+        f"{pkg}=={version(pkg)}"
+        for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
+    ]

@@ -68,7 +68,9 @@ def _check_data(d: DictConfig, task: str) -> None:
             raise ConfigError("data.name", d.name, f"allowed: {', '.join(BUILTIN_SETS)}")
         if (d.name in REGRESSION_SETS) != (task == "regression"):
             want = "regression" if d.name in REGRESSION_SETS else "classification"
-            raise ConfigError("automl.task", task, f"data={d.name} is a {want} set; use automl={want}")
+            raise ConfigError(
+                "automl.task", task, f"data={d.name} is a {want} set; use automl={want}"
+            )
         return
     path = Path(d.path).expanduser()
     if not path.is_file():
@@ -79,7 +81,8 @@ def _check_data(d: DictConfig, task: str) -> None:
         fmt = d.format or path.suffix.lower().lstrip(".")
         if fmt not in ("csv", "parquet"):
             raise ConfigError(
-                "data.format" if d.format else "data.path", d.format or d.path,
+                "data.format" if d.format else "data.path",
+                d.format or d.path,
                 "allowed: csv or parquet (from the file suffix unless data.format is set)",
             )
 
@@ -97,10 +100,13 @@ def _check_automl(a: DictConfig) -> None:
     for key in ("iteration_timeout_minutes", "experiment_timeout_minutes"):
         value = a[key]
         if value is not None and value <= 0:
-            raise ConfigError(f"automl.{key}", value, "must be > 0" + (" or null" if "exp" in key else ""))
+            raise ConfigError(
+                f"automl.{key}", value, "must be > 0" + (" or null" if "exp" in key else "")
+            )
     if a.n_cross_validations is not None and a.validation_size is not None:
         raise ConfigError(
-            "automl.validation_size", a.validation_size,
+            "automl.validation_size",
+            a.validation_size,
             "set either automl.n_cross_validations or automl.validation_size, not both",
         )
     if a.n_cross_validations is None and a.validation_size is None:
@@ -125,16 +131,26 @@ def _check_search_space(cfg: DictConfig) -> None:
     for group in ("preprocessors", "estimators"):
         for key, comp in space[group].items():
             if comp.task is not None and comp.task not in TASKS:
-                raise ConfigError(f"search_space.{group}.{key}.task", comp.task, f"allowed: {', '.join(TASKS)} or null")
+                raise ConfigError(
+                    f"search_space.{group}.{key}.task",
+                    comp.task,
+                    f"allowed: {', '.join(TASKS)} or null",
+                )
             for pname, p in comp.params.items():
                 where = f"search_space.{group}.{key}.params.{pname}"
                 if p.type not in PARAM_TYPES:
                     raise ConfigError(f"{where}.type", p.type, f"allowed: {', '.join(PARAM_TYPES)}")
                 if p.type == "categorical":
                     if not p.choices:
-                        raise ConfigError(f"{where}.choices", p.choices, "a categorical range needs a non-empty list")
+                        raise ConfigError(
+                            f"{where}.choices",
+                            p.choices,
+                            "a categorical range needs a non-empty list",
+                        )
                 elif p.low is None or p.high is None or p.low > p.high:
-                    raise ConfigError(f"{where}", f"low={p.low} high={p.high}", "needs numbers with low <= high")
+                    raise ConfigError(
+                        f"{where}", f"low={p.low} high={p.high}", "needs numbers with low <= high"
+                    )
                 elif p.log and p.low <= 0:
                     raise ConfigError(f"{where}.low", p.low, "a log-scale range needs low > 0")
     names = sorted({c.name for c in space.estimators.values() if c.task == task})
@@ -147,7 +163,8 @@ def _check_search_space(cfg: DictConfig) -> None:
     usable = set(cfg.automl.allowed_models or names) - set(cfg.automl.blocked_models)
     if not usable:
         raise ConfigError(
-            "automl.blocked_models", list(cfg.automl.blocked_models),
+            "automl.blocked_models",
+            list(cfg.automl.blocked_models),
             "blocks every allowed family; leave at least one of " + ", ".join(names),
         )
     if not space.preprocessors:
@@ -157,7 +174,9 @@ def _check_search_space(cfg: DictConfig) -> None:
 def _check_tracking(t: DictConfig) -> None:
     if t.kind not in ("local", "server"):
         raise ConfigError("tracking.kind", t.kind, "allowed: local, server")
-    if t.kind == "server" and not re.match(r"^(https?|databricks|file|sqlite|postgresql|mysql)", t.uri or ""):
-        raise ConfigError("tracking.uri", t.uri, "expected a tracking URI such as http://127.0.0.1:5000")
-
-
+    if t.kind == "server" and not re.match(
+        r"^(https?|databricks|file|sqlite|postgresql|mysql)", t.uri or ""
+    ):
+        raise ConfigError(
+            "tracking.uri", t.uri, "expected a tracking URI such as http://127.0.0.1:5000"
+        )

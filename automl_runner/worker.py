@@ -118,21 +118,20 @@ def evaluate(data: PreparedData, candidate: Candidate) -> dict[str, list[float]]
     from sklearn.base import clone
 
     template = data.pipeline(candidate)
-    if data.X_valid is not None:
-        folds = [(None, None)]
-    else:
-        folds = data.splits
+    folds = [(None, None)] if data.X_valid is not None else data.splits
     scores: dict[str, list[float]] = {}
     w = data.sample_weight
     for train, valid in folds:
         model = clone(template)
-        if train is None:
+        if train is None or valid is None:
             _fit(model, data.X, data.y, w)
             assert data.y_valid is not None
             fold = _fold(data, model, data.X_valid, data.y_valid, None)
         else:
             _fit(model, _rows(data.X, train), data.y[train], None if w is None else w[train])
-            fold = _fold(data, model, _rows(data.X, valid), data.y[valid], None if w is None else w[valid])
+            fold = _fold(
+                data, model, _rows(data.X, valid), data.y[valid], None if w is None else w[valid]
+            )
         for name, value in score_fold(data.task, fold).items():
             scores.setdefault(name, []).append(value)
     return scores
@@ -143,8 +142,11 @@ def run_iteration(iteration: int, candidate: Candidate, data: PreparedData) -> I
     start = time.perf_counter()
     captured = io.StringIO()
     result = IterationResult(iteration, candidate, COMPLETED, node=node_name())
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(captured), \
-            contextlib.redirect_stderr(captured):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        contextlib.redirect_stdout(captured),
+        contextlib.redirect_stderr(captured),
+    ):
         warnings.simplefilter("always")
         try:
             result.fold_scores = evaluate(data, candidate)

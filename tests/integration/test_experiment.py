@@ -5,15 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BROKEN, SLEEPY, mlflow_runs
 from mlflow import MlflowClient
 
 import automl_runner
 from automl_runner.experiment import NoModelError
-from conftest import BROKEN, SLEEPY, mlflow_runs
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +40,18 @@ def test_experiment_logs_parent_children_leaderboard_and_model(ray_local, store,
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config", "leaderboard.csv", "data_summary.json"} <= artifacts
     config_yaml = client.download_artifacts(parent.info.run_id, "config/config.yaml", str(tmp_path))
-    assert "primary_metric: AUC_weighted" in open(config_yaml).read()
-    board = pd.read_csv(client.download_artifacts(parent.info.run_id, "leaderboard.csv", str(tmp_path)))
+    assert "primary_metric: AUC_weighted" in Path(config_yaml).read_text()
+    board = pd.read_csv(
+        client.download_artifacts(parent.info.run_id, "leaderboard.csv", str(tmp_path))
+    )
     assert len(board) == 5 and board["AUC_weighted"].is_monotonic_decreasing
     # children: hyperparameters, per-fold and secondary metrics, status, node
     for child in children:
         m = child.data.metrics
         assert {f"AUC_weighted_fold_{k}" for k in range(5)} <= set(m)
-        assert np.mean([m[f"AUC_weighted_fold_{k}"] for k in range(5)]) == pytest.approx(m["AUC_weighted"])
+        assert np.mean([m[f"AUC_weighted_fold_{k}"] for k in range(5)]) == pytest.approx(
+            m["AUC_weighted"]
+        )
         assert {"AUC_weighted_std", "accuracy", "norm_macro_recall", "duration_seconds"} <= set(m)
         assert child.data.params["estimator"] and child.data.tags["automl.status"] == "COMPLETED"
         assert child.data.tags["automl.node"] != "unknown"
@@ -73,10 +78,17 @@ def test_experiment_logs_parent_children_leaderboard_and_model(ray_local, store,
 
 
 def test_failing_and_hanging_iterations_do_not_stop_the_experiment(ray_local, store):
-    result = automl_runner.run([
-        "data=breast_cancer", BROKEN, SLEEPY, "automl.allowed_models=[Broken,Sleepy,LogisticRegression]",
-        "automl.iterations=6", "automl.iteration_timeout_minutes=0.05", *store,
-    ])
+    result = automl_runner.run(
+        [
+            "data=breast_cancer",
+            BROKEN,
+            SLEEPY,
+            "automl.allowed_models=[Broken,Sleepy,LogisticRegression]",
+            "automl.iterations=6",
+            "automl.iteration_timeout_minutes=0.05",
+            *store,
+        ]
+    )
     statuses = {r.iteration: (r.candidate.family, r.status) for r in result.results}
     assert len(statuses) == 6
     by_family = {}
@@ -90,7 +102,7 @@ def test_failing_and_hanging_iterations_do_not_stop_the_experiment(ray_local, st
     assert runs["FAILED"].info.status == "FAILED" and runs["TIMEOUT"].info.status == "KILLED"
     client = MlflowClient(result.tracking_uri)
     tb = client.download_artifacts(runs["FAILED"].info.run_id, "traceback.txt")
-    assert "RuntimeError: this estimator always fails" in open(tb).read()
+    assert "RuntimeError: this estimator always fails" in Path(tb).read_text()
     assert parents[0].info.status == "FINISHED"
     assert parents[0].data.metrics["iterations_failed"] >= 1
     assert parents[0].data.metrics["iterations_timed_out"] >= 1
@@ -100,10 +112,16 @@ def test_failing_and_hanging_iterations_do_not_stop_the_experiment(ray_local, st
 
 def test_experiment_timeout_cancels_in_flight_and_still_refits(ray_local, store):
     start = time.monotonic()
-    result = automl_runner.run([
-        SLEEPY, "automl.allowed_models=[Sleepy,DecisionTree]", "automl.iterations=50",
-        "automl.experiment_timeout_minutes=0.2", "automl.iteration_timeout_minutes=5", *store,
-    ])
+    result = automl_runner.run(
+        [
+            SLEEPY,
+            "automl.allowed_models=[Sleepy,DecisionTree]",
+            "automl.iterations=50",
+            "automl.experiment_timeout_minutes=0.2",
+            "automl.iteration_timeout_minutes=5",
+            *store,
+        ]
+    )
     elapsed = time.monotonic() - start
     assert elapsed < 12 + 40  # 12 s budget, plus Ray workers, refit and model logging
     statuses = [r.status for r in result.results]
@@ -130,23 +148,34 @@ def test_all_iterations_failing_is_one_clear_error_and_a_failed_parent(ray_local
 def test_csv_with_categories_missing_values_and_string_labels(ray_local, store, tmp_path):
     rng = np.random.default_rng(1)
     n = 300
-    frame = pd.DataFrame({
-        "tenure": rng.integers(0, 10, n).astype(float),
-        "country": rng.choice(["France", "Spain", "Germany"], n),
-        "card": rng.choice(["yes", "no"], n),
-        "balance": rng.normal(50_000, 20_000, n),
-    })
-    frame["Exited"] = np.where((frame["country"] == "Germany") | (frame["tenure"] < 2), "left", "stayed")
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 10, n).astype(float),
+            "country": rng.choice(["France", "Spain", "Germany"], n),
+            "card": rng.choice(["yes", "no"], n),
+            "balance": rng.normal(50_000, 20_000, n),
+        }
+    )
+    frame["Exited"] = np.where(
+        (frame["country"] == "Germany") | (frame["tenure"] < 2), "left", "stayed"
+    )
     frame.loc[::9, "balance"] = np.nan
     frame.loc[::11, "country"] = None
     path = tmp_path / "churn.csv"
     frame.to_csv(path, index=False)
-    result = automl_runner.run(["data=file", f"data.path={path}", "data.target=Exited",
-                                "automl.iterations=4", *store])
+    result = automl_runner.run(
+        ["data=file", f"data.path={path}", "data.target=Exited", "automl.iterations=4", *store]
+    )
     assert result.best_score > 0.9
     _, model = result.get_output()
-    unseen = pd.DataFrame({"tenure": [1.0, np.nan], "country": ["Atlantis", None],
-                           "card": ["maybe", "yes"], "balance": [np.nan, 10.0]})
+    unseen = pd.DataFrame(
+        {
+            "tenure": [1.0, np.nan],
+            "country": ["Atlantis", None],
+            "card": ["maybe", "yes"],
+            "balance": [np.nan, 10.0],
+        }
+    )
     assert set(model.predict(unseen)) <= {"left", "stayed"}
     import mlflow
 
@@ -157,18 +186,35 @@ def test_csv_with_categories_missing_values_and_string_labels(ray_local, store, 
 def test_csv_regression(ray_local, store, tmp_path):
     rng = np.random.default_rng(2)
     n = 200
-    frame = pd.DataFrame({"rooms": rng.integers(1, 6, n).astype(float),
-                          "district": rng.choice(["north", "south", "centre"], n)})
-    frame["price"] = frame["rooms"] * 50 + frame["district"].map({"north": 0, "south": 40, "centre": 120}) \
+    frame = pd.DataFrame(
+        {
+            "rooms": rng.integers(1, 6, n).astype(float),
+            "district": rng.choice(["north", "south", "centre"], n),
+        }
+    )
+    frame["price"] = (
+        frame["rooms"] * 50
+        + frame["district"].map({"north": 0, "south": 40, "centre": 120})
         + rng.normal(0, 5, n)
+    )
     frame.loc[::13, "rooms"] = np.nan
     path = tmp_path / "homes.csv"
     frame.to_csv(path, index=False)
-    result = automl_runner.run(["data=file", f"data.path={path}", "data.target=price",
-                                "automl=regression", "automl.iterations=4", *store])
+    result = automl_runner.run(
+        [
+            "data=file",
+            f"data.path={path}",
+            "data.target=price",
+            "automl=regression",
+            "automl.iterations=4",
+            *store,
+        ]
+    )
     assert result.primary_metric == "r2_score" and result.best_score > 0.8
     parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
-    assert {"spearman_correlation", "normalized_root_mean_squared_error"} <= set(children[0].data.metrics)
+    assert {"spearman_correlation", "normalized_root_mean_squared_error"} <= set(
+        children[0].data.metrics
+    )
 
 
 def test_seed_get_data_script_runs_unchanged(ray_local, store, tmp_path):
@@ -180,13 +226,23 @@ def test_seed_get_data_script_runs_unchanged(ray_local, store, tmp_path):
     result = automl_runner.run(["data=script", f"data.path={path}", "automl.iterations=3", *store])
     parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
     assert len(children) == 3
-    assert MlflowClient(result.tracking_uri).get_experiment(result.experiment_id).name == "automl-project"
+    assert (
+        MlflowClient(result.tracking_uri).get_experiment(result.experiment_id).name
+        == "automl-project"
+    )
     assert parents[0].data.params["data_summary.rows"] == "1787"
 
 
 def test_same_seed_same_candidates_and_scores(ray_local, store):
-    runs = [automl_runner.run(["data=wine", "automl.iterations=4", "automl.seed=5", *store])
-            for _ in range(2)]
-    a, b = ([(r.iteration, r.candidate.key(), r.mean("AUC_weighted")) for r in
-             sorted(x.results, key=lambda r: r.iteration)] for x in runs)
+    runs = [
+        automl_runner.run(["data=wine", "automl.iterations=4", "automl.seed=5", *store])
+        for _ in range(2)
+    ]
+    a, b = (
+        [
+            (r.iteration, r.candidate.key(), r.mean("AUC_weighted"))
+            for r in sorted(x.results, key=lambda r: r.iteration)
+        ]
+        for x in runs
+    )
     assert a == b

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import mlflow_runs
 
 EXE = shutil.which("automl-runner")
@@ -18,7 +17,11 @@ EXE = shutil.which("automl-runner")
 
 def cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300):
     return subprocess.run(
-        [EXE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [EXE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -29,8 +32,12 @@ def test_default_experiment_from_an_empty_folder(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     # the table: a header and one row per iteration
     lines = out.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if re.match(r"\s*ITERATION\s+PIPELINE\s+DURATION\s+METRIC\s+BEST", line))
-    rows = [line for line in lines[header + 1:] if re.match(r"\s+\d+\s{3}\S", line)]
+    header = next(
+        i
+        for i, line in enumerate(lines)
+        if re.match(r"\s*ITERATION\s+PIPELINE\s+DURATION\s+METRIC\s+BEST", line)
+    )
+    rows = [line for line in lines[header + 1 :] if re.match(r"\s+\d+\s{3}\S", line)]
     assert sorted(int(r.split()[0]) for r in rows) == list(range(10))
     # the summary says where everything is and how to open it
     db = tmp_path / "outputs" / "mlflow" / "mlflow.db"
@@ -47,14 +54,17 @@ def test_default_experiment_from_an_empty_folder(tmp_path):
     exp = MlflowClient(uri).get_experiment_by_name("automl-digits")
     parents, children = mlflow_runs(uri, exp.experiment_id)
     assert [p.info.run_id for p in parents] == [run_id]
-    assert len(children) == 10 and all(c.data.tags["mlflow.parentRunId"] == run_id for c in children)
+    assert len(children) == 10 and all(
+        c.data.tags["mlflow.parentRunId"] == run_id for c in children
+    )
     code = (
         "import mlflow; from sklearn.datasets import load_digits;"
         f"mlflow.set_tracking_uri('{uri}'); m = mlflow.pyfunc.load_model('{model_uri}');"
         "d = load_digits(); print((m.predict(d.data[:10]) == d.target[:10]).mean())"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=120)
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert loaded.returncode == 0, loaded.stderr
     assert float(loaded.stdout.strip()) >= 0.8
 
@@ -67,21 +77,47 @@ def _write(path: Path, text: str) -> Path:
 BAD_INPUTS = [
     (["compute=gpu"], "compute=gpu: no such option; allowed: local, ray"),
     (["automl.iteratons=3"], "automl.iteratons: no such key; allowed keys: task, iterations,"),
-    (["automl.iterations=ten"], "automl.iterations=ten: Value 'ten' of type 'str' could not be converted to Integer"),
-    (["automl.primary_metric=r2_score"], "automl.primary_metric=r2_score: allowed for classification: AUC_weighted,"),
+    (
+        ["automl.iterations=ten"],
+        "automl.iterations=ten: Value 'ten' of type 'str' could not be converted to Integer",
+    ),
+    (
+        ["automl.primary_metric=r2_score"],
+        "automl.primary_metric=r2_score: allowed for classification: AUC_weighted,",
+    ),
     (["automl.iterations=0"], "automl.iterations=0: must be >= 1"),
     (["automl.iteration_timeout_minutes=0"], "automl.iteration_timeout_minutes=0.0: must be > 0"),
-    (["automl.experiment_timeout_minutes=-1"], "automl.experiment_timeout_minutes=-1.0: must be > 0 or null"),
-    (["compute=ray", "compute.address=127.0.0.1:6379", "compute.cluster_name=my_cluster"],
-     "compute.cluster_name=my_cluster: contains _; allowed: 1 to 63 characters"),
-    (["data=script", "data.path=missing/get_data.py"], "data.path=missing/get_data.py: no such file"),
-    (["data=script", "data.path={raises}"], "get_data() raised ConnectionError: blob store unreachable"),
+    (
+        ["automl.experiment_timeout_minutes=-1"],
+        "automl.experiment_timeout_minutes=-1.0: must be > 0 or null",
+    ),
+    (
+        ["compute=ray", "compute.address=127.0.0.1:6379", "compute.cluster_name=my_cluster"],
+        "compute.cluster_name=my_cluster: contains _; allowed: 1 to 63 characters",
+    ),
+    (
+        ["data=script", "data.path=missing/get_data.py"],
+        "data.path=missing/get_data.py: no such file",
+    ),
+    (
+        ["data=script", "data.path={raises}"],
+        "get_data() raised ConnectionError: blob store unreachable",
+    ),
     (["data=script", "data.path={noget}"], "defines no get_data() function"),
-    (["data=script", "data.path={notdict}"], "get_data() returned list; expected a dict with keys X and y"),
+    (
+        ["data=script", "data.path={notdict}"],
+        "get_data() returned list; expected a dict with keys X and y",
+    ),
     (["data=script", "data.path={noy}"], "get_data() returned no y; keys: X"),
     (["data=script", "data.path={lengths}"], "X has 10 rows but y has 9; they must match"),
-    (["data=file", "data.path={csv}", "data.target=Exited"], "data.target=Exited: no such column in t.csv; columns: a, b, label"),
-    (["data=file", "data.path={csv}", "data.target=label"], "automl.n_cross_validations=5: data.path="),
+    (
+        ["data=file", "data.path={csv}", "data.target=Exited"],
+        "data.target=Exited: no such column in t.csv; columns: a, b, label",
+    ),
+    (
+        ["data=file", "data.path={csv}", "data.target=label"],
+        "automl.n_cross_validations=5: data.path=",
+    ),
     (["data=file", "data.path={csv}"], "data.target=???: is required"),
     (["foo=1"], "foo: no such key; allowed keys: compute, data, automl, search_space, tracking"),
 ]
@@ -90,12 +126,23 @@ BAD_INPUTS = [
 @pytest.fixture
 def bad_files(tmp_path):
     return {
-        "raises": _write(tmp_path / "raises.py", "def get_data():\n    raise ConnectionError('blob store unreachable')\n"),
+        "raises": _write(
+            tmp_path / "raises.py",
+            "def get_data():\n    raise ConnectionError('blob store unreachable')\n",
+        ),
         "noget": _write(tmp_path / "noget.py", "DATA = 1\n"),
         "notdict": _write(tmp_path / "notdict.py", "def get_data():\n    return [1, 2]\n"),
-        "noy": _write(tmp_path / "noy.py", "import numpy as np\ndef get_data():\n    return {'X': np.ones((3, 2))}\n"),
-        "lengths": _write(tmp_path / "lengths.py", "import numpy as np\ndef get_data():\n    return {'X': np.ones((10, 2)), 'y': np.arange(9)}\n"),
-        "csv": _write(tmp_path / "t.csv", "a,b,label\n1,x,yes\n2,y,no\n3,x,yes\n4,y,no\n5,x,rare\n" * 2),
+        "noy": _write(
+            tmp_path / "noy.py",
+            "import numpy as np\ndef get_data():\n    return {'X': np.ones((3, 2))}\n",
+        ),
+        "lengths": _write(
+            tmp_path / "lengths.py",
+            "import numpy as np\ndef get_data():\n    return {'X': np.ones((10, 2)), 'y': np.arange(9)}\n",
+        ),
+        "csv": _write(
+            tmp_path / "t.csv", "a,b,label\n1,x,yes\n2,y,no\n3,x,yes\n4,y,no\n5,x,rare\n" * 2
+        ),
     }
 
 
@@ -121,8 +168,13 @@ def test_hydra_full_error_shows_the_traceback(tmp_path):
 
 
 def test_python_dash_m_is_the_same_command(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "automl_runner", "automl.iterations=-1"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "automl_runner", "automl.iterations=-1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert out.stderr.strip() == "automl-runner: error: automl.iterations=-1: must be >= 1"
 
@@ -130,6 +182,11 @@ def test_python_dash_m_is_the_same_command(tmp_path):
 def test_cfg_job_prints_every_key_with_its_default(tmp_path):
     out = cli(["--cfg", "job", "data=wine"], tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
-    for key in ("iteration_timeout_minutes: 10.0", "n_cross_validations: 5", "name: wine",
-                "max_concurrent_iterations: null", "store_dir: outputs/mlflow"):
+    for key in (
+        "iteration_timeout_minutes: 10.0",
+        "n_cross_validations: 5",
+        "name: wine",
+        "max_concurrent_iterations: null",
+        "store_dir: outputs/mlflow",
+    ):
         assert key in out.stdout

@@ -11,7 +11,7 @@ import automl_runner
 from automl_runner.data import load
 from automl_runner.errors import ConfigError, DataError
 
-SEED_GET_DATA = '''
+SEED_GET_DATA = """
 from sklearn import datasets
 from scipy import sparse
 import numpy as np
@@ -23,7 +23,7 @@ def get_data():
     y_digits = digits.target[10:]
 
     return { "X" : X_digits, "y" : y_digits }
-'''
+"""
 
 
 def _cfg(*overrides):
@@ -55,19 +55,39 @@ def test_seed_get_data_script_loads_unchanged(tmp_path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("def get_data():\n    raise KeyError('blob store unreachable')\n",
-         "get_data() raised KeyError: 'blob store unreachable'"),
+        (
+            "def get_data():\n    raise KeyError('blob store unreachable')\n",
+            "get_data() raised KeyError: 'blob store unreachable'",
+        ),
         ("x = 1\n", "defines no get_data() function"),
-        ("def get_data():\n    return (1, 2)\n", "get_data() returned tuple; expected a dict with keys X and y"),
-        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros((4, 2))}\n", "get_data() returned no y"),
-        ("import numpy as np\ndef get_data():\n    return {'y': np.zeros(4)}\n", "get_data() returned no X"),
-        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(5) % 2}\n",
-         "X has 6 rows but y has 5; they must match"),
-        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(6) % 2, 'X_test': 1}\n",
-         "unknown key 'X_test'"),
-        ("import numpy as np\ndef get_data():\n    return {'X': np.zeros(6), 'y': np.arange(6) % 2}\n",
-         "X has shape (6,); expected 2-D"),
-        ("import nonexistent_module_xyz\n", "get_data() raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'"),
+        (
+            "def get_data():\n    return (1, 2)\n",
+            "get_data() returned tuple; expected a dict with keys X and y",
+        ),
+        (
+            "import numpy as np\ndef get_data():\n    return {'X': np.zeros((4, 2))}\n",
+            "get_data() returned no y",
+        ),
+        (
+            "import numpy as np\ndef get_data():\n    return {'y': np.zeros(4)}\n",
+            "get_data() returned no X",
+        ),
+        (
+            "import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(5) % 2}\n",
+            "X has 6 rows but y has 5; they must match",
+        ),
+        (
+            "import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(6) % 2, 'X_test': 1}\n",
+            "unknown key 'X_test'",
+        ),
+        (
+            "import numpy as np\ndef get_data():\n    return {'X': np.zeros(6), 'y': np.arange(6) % 2}\n",
+            "X has shape (6,); expected 2-D",
+        ),
+        (
+            "import nonexistent_module_xyz\n",
+            "get_data() raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'",
+        ),
     ],
 )
 def test_bad_scripts_give_one_line(tmp_path, body, message):
@@ -81,22 +101,30 @@ def test_bad_scripts_give_one_line(tmp_path, body, message):
 
 
 def test_fewer_rows_per_class_than_folds_is_refused(tmp_path):
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         import numpy as np
         def get_data():
             return {"X": np.random.rand(30, 3), "y": np.array(["a"] * 27 + ["rare"] * 3)}
-    """)
+    """,
+    )
     cfg = _cfg("data=script", f"data.path={path}")
-    with pytest.raises(ConfigError, match=r"automl.n_cross_validations=5: .*class 'rare' has 3 row"):
+    with pytest.raises(
+        ConfigError, match=r"automl.n_cross_validations=5: .*class 'rare' has 3 row"
+    ):
         load(cfg.data, cfg.automl)
 
 
 def test_continuous_target_under_classification_points_to_regression(tmp_path):
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         import numpy as np
         def get_data():
             return {"X": np.random.rand(50, 3), "y": np.random.rand(50)}
-    """)
+    """,
+    )
     cfg = _cfg("data=script", f"data.path={path}")
     with pytest.raises(ConfigError, match="use automl=regression"):
         load(cfg.data, cfg.automl)
@@ -104,12 +132,14 @@ def test_continuous_target_under_classification_points_to_regression(tmp_path):
 
 def _frame(n=60, seed=0):
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "age": rng.normal(40, 10, n),
-        "city": rng.choice(["paris", "rome", "oslo"], n),
-        "plan": rng.choice(["a", "b"], n),
-        "score": rng.integers(0, 100, n).astype(float),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "city": rng.choice(["paris", "rome", "oslo"], n),
+            "plan": rng.choice(["a", "b"], n),
+            "score": rng.integers(0, 100, n).astype(float),
+        }
+    )
     frame.loc[::7, "age"] = np.nan
     frame.loc[::5, "city"] = None
     frame["label"] = np.where(frame["score"] > 50, "yes", "no")
@@ -134,8 +164,13 @@ def test_parquet_regression_drops_rows_without_target(tmp_path):
     frame.loc[3, "price"] = np.nan
     path = tmp_path / "homes.parquet"
     frame.drop(columns=["label"]).to_parquet(path)
-    cfg = _cfg("data=file", f"data.path={path}", "data.target=price", "automl=regression",
-               "data.drop_columns=[score]")
+    cfg = _cfg(
+        "data=file",
+        f"data.path={path}",
+        "data.target=price",
+        "automl=regression",
+        "data.drop_columns=[score]",
+    )
     ds = load(cfg.data, cfg.automl)
     assert ds.n_rows == len(frame) - 1
     assert "score" not in ds.X.columns and ds.y.dtype == float
@@ -147,14 +182,19 @@ def test_missing_target_column_lists_the_columns(tmp_path):
     cfg = _cfg("data=file", f"data.path={path}", "data.target=Exited")
     with pytest.raises(ConfigError) as info:
         load(cfg.data, cfg.automl)
-    assert str(info.value) == "data.target=Exited: no such column in people.csv; columns: age, city, plan, score, label"
+    assert (
+        str(info.value)
+        == "data.target=Exited: no such column in people.csv; columns: age, city, plan, score, label"
+    )
 
 
 def test_strings_without_preprocess_are_refused(tmp_path):
     path = tmp_path / "people.csv"
     _frame().to_csv(path, index=False)
     cfg = _cfg("data=file", f"data.path={path}", "data.target=label", "automl.preprocess=false")
-    with pytest.raises(ConfigError, match="automl.preprocess=False: .*city, plan.*set automl.preprocess=true"):
+    with pytest.raises(
+        ConfigError, match="automl.preprocess=False: .*city, plan.*set automl.preprocess=true"
+    ):
         load(cfg.data, cfg.automl)
 
 

@@ -14,11 +14,18 @@ def _fold(y, pred=None, score=None, classes=None, y_range=1.0):
 
 def test_metric_names_are_azures():
     assert task_metrics("classification") == [
-        "AUC_weighted", "accuracy", "average_precision_score_weighted", "norm_macro_recall",
-        "precision_score_weighted"]
+        "AUC_weighted",
+        "accuracy",
+        "average_precision_score_weighted",
+        "norm_macro_recall",
+        "precision_score_weighted",
+    ]
     assert task_metrics("regression") == [
-        "spearman_correlation", "normalized_root_mean_squared_error", "r2_score",
-        "normalized_mean_absolute_error"]
+        "spearman_correlation",
+        "normalized_root_mean_squared_error",
+        "r2_score",
+        "normalized_mean_absolute_error",
+    ]
 
 
 def test_auc_weighted_matches_sklearn_ovr_for_probabilities():
@@ -44,7 +51,10 @@ def test_auc_works_from_decision_scores_that_do_not_sum_to_one():
 def test_norm_macro_recall_is_zero_for_chance_and_one_for_perfect():
     y = np.array([0, 1, 2] * 10)
     assert METRICS["norm_macro_recall"].fn(_fold(y, classes=np.arange(3))) == 1.0
-    assert METRICS["norm_macro_recall"].fn(_fold(y, pred=np.zeros(30, int), classes=np.arange(3))) == 0.0
+    assert (
+        METRICS["norm_macro_recall"].fn(_fold(y, pred=np.zeros(30, int), classes=np.arange(3)))
+        == 0.0
+    )
 
 
 def test_normalised_errors_divide_by_target_range():

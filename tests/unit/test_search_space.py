@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BROKEN
 from scipy import sparse
 from sklearn.datasets import make_classification, make_regression
 
@@ -12,7 +13,6 @@ from automl_runner.experiment import prepare
 from automl_runner.search import PortfolioRandomSearch
 from automl_runner.space import SearchSpace
 from automl_runner.worker import COMPLETED, FAILED, run_iteration
-from conftest import BROKEN
 
 
 def _space(*overrides, sparse_input=False):
@@ -69,8 +69,9 @@ def test_uninstalled_family_is_skipped_not_fatal():
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_every_family_fits_at_its_default_and_at_sampled_settings(task):
     """Each YAML's _target_, fixed, default and ranges give valid scikit-learn arguments."""
-    cfg, space = _space(*(["automl=regression"] if task == "regression" else []),
-                        "automl.n_cross_validations=2")
+    cfg, space = _space(
+        *(["automl=regression"] if task == "regression" else []), "automl.n_cross_validations=2"
+    )
     if task == "classification":
         X, y = make_classification(120, 6, n_informative=4, n_classes=3, random_state=0)
         y = np.array(["low", "mid", "high"])[y]
@@ -91,7 +92,9 @@ def test_preprocess_handles_strings_nan_and_unseen_categories():
     cfg, space = _space("automl.n_cross_validations=3")
     rng = np.random.default_rng(0)
     n = 90
-    X = pd.DataFrame({"num": rng.normal(size=n), "cat": rng.choice(["a", "b", "c"], n).astype(object)})
+    X = pd.DataFrame(
+        {"num": rng.normal(size=n), "cat": rng.choice(["a", "b", "c"], n).astype(object)}
+    )
     X.loc[::4, "num"] = np.nan
     X.loc[::6, "cat"] = np.nan
     y = np.where(X["cat"].fillna("a") == "a", "yes", "no")

@@ -1,0 +1,100 @@
+"""The seed's experiment, timed as a user runs it, and the runner's per-iteration overhead.
+
+    python benchmarks/seed_experiment.py [--repeats 3]
+
+1. Seed experiment: `automl-runner automl.iterations=20` (digits from row 10, 5-fold CV,
+   AUC_weighted, local Ray, MLflow store under outputs/) in a fresh folder, `--repeats`
+   times. Prints wall time of the whole command (Python start, Ray start, search, refit,
+   model logging) and the best AUC_weighted read back from MLflow.
+2. Overhead: 50 iterations of a trivial model (DummyClassifier) with MLflow on. Overhead
+   per iteration = (search wall time - summed iteration compute / workers) / iterations,
+   from the parent run's `search_seconds` and the children's `duration_seconds`.
+
+Targets (issue 2): best AUC_weighted >= 0.998, whole command < 60 s, overhead < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+
+DUMMY = (
+    "++search_space.estimators={dummy: {_target_: sklearn.dummy.DummyClassifier,"
+    " name: Dummy, display: dummy, task: classification}}"
+)
+
+
+def run_cli(args: list[str]) -> tuple[float, Any, list[Any]]:
+    folder = Path(tempfile.mkdtemp(prefix="automl-bench-"))
+    exe = shutil.which("automl-runner")
+    assert exe, "automl-runner is not installed (pip install .)"
+    start = time.perf_counter()
+    out = subprocess.run([exe, *args], cwd=folder, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"automl-runner failed:\n{out.stderr[-3000:]}")
+    client = MlflowClient(f"sqlite:///{folder / 'outputs' / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], max_results=1000
+    )
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    shutil.rmtree(folder, ignore_errors=True)
+    return wall, parent, children
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--overhead-iterations", type=int, default=50)
+    args = parser.parse_args()
+    workers = os.cpu_count() or 1
+
+    walls, aucs = [], []
+    for i in range(args.repeats):
+        wall, parent, children = run_cli(["automl.iterations=20"])
+        auc = parent.data.metrics["best_AUC_weighted"]
+        walls.append(wall)
+        aucs.append(auc)
+        print(
+            f"seed run {i + 1}: {wall:6.1f} s whole command, best AUC_weighted {auc:.4f}, "
+            f"{len(children)} iterations, search {parent.data.metrics['search_seconds']:.1f} s"
+        )
+
+    overheads = []
+    for i in range(args.repeats):
+        n = args.overhead_iterations
+        _, parent, children = run_cli(
+            [DUMMY, "automl.allowed_models=[Dummy]", f"automl.iterations={n}"]
+        )
+        compute = sum(c.data.metrics["duration_seconds"] for c in children)
+        search = parent.data.metrics["search_seconds"]
+        overhead = (search - compute / workers) / n
+        overheads.append(overhead)
+        print(
+            f"overhead run {i + 1}: search {search:.2f} s, compute {compute:.2f} s over "
+            f"{workers} workers, {1000 * overhead:.1f} ms per iteration ({len(children)} runs)"
+        )
+
+    print()
+    print(
+        f"seed experiment (median of {args.repeats}): whole command {statistics.median(walls):.1f} s "
+        f"(target < 60), best AUC_weighted {statistics.median(aucs):.4f} (target >= 0.998)"
+    )
+    print(
+        f"runner overhead (median of {args.repeats}): {1000 * statistics.median(overheads):.1f} ms "
+        f"per iteration (target < 50)"
+    )
+
+
+if __name__ == "__main__":
+    main()
