@@ -29,6 +29,8 @@ def ray_local():
     import ray
 
     ray.init(
+        # "local": never join a cluster left over from `ray start` on this machine
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
