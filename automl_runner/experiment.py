@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,27 +126,48 @@ def prepare(ds: Dataset, automl: DictConfig) -> PreparedData:
     )
 
 
-def _setup_logging(automl: DictConfig) -> None:
+@contextmanager
+def _logging(automl: DictConfig) -> Iterator[None]:
+    """Console level from automl.verbosity, plus a DEBUG file for automl.debug_log.
+
+    Restores every logger and handler it touched, so experiments run one after another
+    (a sweep, a notebook) do not stack handlers.
+    """
     level = getattr(logging, str(automl.verbosity).upper())
     pkg = logging.getLogger("automl_runner")
+    saved_level, saved_propagate = pkg.level, pkg.propagate
+    added: list[logging.Handler] = []
+    relevelled: list[logging.Handler] = []
     if not logging.getLogger().handlers and not pkg.handlers:
         # a notebook or plain script: show the table on stdout
-        import sys
-
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        pkg.addHandler(handler)
+        added.append(handler)
         pkg.propagate = False
     pkg.setLevel(level)
     if automl.debug_log:
+        # the logger lets DEBUG through to the file; console handlers keep `verbosity`
+        for h in logging.getLogger().handlers + pkg.handlers + added:
+            if h.level == logging.NOTSET:
+                h.setLevel(level)
+                relevelled.append(h)
         debug = logging.FileHandler(automl.debug_log)
         debug.setLevel(logging.DEBUG)
         debug.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        for h in logging.getLogger().handlers + pkg.handlers:
-            if h.level == logging.NOTSET:
-                h.setLevel(level)
-        pkg.addHandler(debug)
+        added.append(debug)
         pkg.setLevel(logging.DEBUG)
+    for h in added:
+        pkg.addHandler(h)
+    try:
+        yield
+    finally:
+        for h in added:
+            pkg.removeHandler(h)
+            h.close()
+        for h in relevelled:
+            h.setLevel(logging.NOTSET)
+        pkg.setLevel(saved_level)
+        pkg.propagate = saved_propagate
 
 
 def _open_tracker(cfg: DictConfig, name: str) -> Tracker:
@@ -163,8 +187,11 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run the experiment the composed config describes; see the module docstring."""
     validate(cfg)
-    _setup_logging(cfg.automl)
-    overrides = list(overrides or [])
+    with _logging(cfg.automl):
+        return _prepare_and_run(cfg, list(overrides or []), serial)
+
+
+def _prepare_and_run(cfg: DictConfig, overrides: list[str], serial: bool) -> ExperimentResult:
     automl = cfg.automl
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 

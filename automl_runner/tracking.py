@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -139,16 +140,19 @@ class Tracker:
             source_run_id=self.parent_id,
             tags={"automl.parent_run_id": self.parent_id},
         )
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            run_id=self.parent_id,
-            model_id=logged.model_id,
-            input_example=input_example,
-            # listing requirements skips MLflow's slow import-based inference
-            pip_requirements=_requirements(),
-            serialization_format="cloudpickle",
-        )
+        with warnings.catch_warnings():
+            # inputs are float columns; this hint is about integer class labels as outputs
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                run_id=self.parent_id,
+                model_id=logged.model_id,
+                input_example=input_example,
+                # listing requirements skips MLflow's slow import-based inference
+                pip_requirements=_requirements(),
+                serialization_format="cloudpickle",
+            )
         self.client.set_tag(self.parent_id, "automl.best_model_uri", info.model_uri)
         return str(info.model_uri)
 

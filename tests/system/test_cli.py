@@ -190,3 +190,28 @@ def test_cfg_job_prints_every_key_with_its_default(tmp_path):
         "store_dir: outputs/mlflow",
     ):
         assert key in out.stdout
+
+
+@pytest.mark.slow
+def test_verbosity_and_debug_log(tmp_path):
+    from conftest import BROKEN
+
+    out = cli(
+        [
+            "data=iris",
+            BROKEN,
+            "automl.allowed_models=[Broken,LogisticRegression]",
+            "automl.iterations=3",
+            "automl.verbosity=WARNING",
+            "automl.debug_log=debug.log",
+        ],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # WARNING: no table rows on the console
+    assert "ITERATION" not in out.stdout and "best pipeline" not in out.stdout
+    # the debug log has what the console left out, down to the failed iteration's traceback
+    debug = (tmp_path / "debug.log").read_text()
+    assert "ITERATION" in debug
+    assert re.search(r"DEBUG iteration \d+ failed:", debug)
+    assert "RuntimeError: this estimator always fails" in debug

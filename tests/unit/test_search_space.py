@@ -143,3 +143,17 @@ def test_validation_size_gives_one_stratified_holdout():
     X, y = make_classification(100, 4, random_state=0)
     data = _prepared(cfg, X, y)
     assert len(data.splits) == 1 and len(data.splits[0][1]) == 25
+
+
+def test_sample_weight_reaches_fit_and_scores():
+    cfg, space = _space(
+        "automl.allowed_models=[LogisticRegression]", "automl.n_cross_validations=3"
+    )
+    X, y = make_classification(120, 4, random_state=0)
+    candidate = PortfolioRandomSearch(space, seed=0).ask(1)[0]
+    plain = run_iteration(0, candidate, _prepared(cfg, X, y))
+    # weights that zero out half the rows change both the fit and the weighted scores
+    weight = np.where(np.arange(120) % 2 == 0, 1.0, 0.0)
+    weighted = run_iteration(0, candidate, _prepared(cfg, X, y, sample_weight=weight))
+    assert weighted.status == COMPLETED
+    assert weighted.fold_scores["accuracy"] != plain.fold_scores["accuracy"]
