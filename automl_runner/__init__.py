@@ -9,7 +9,7 @@ From a notebook, with the same config groups as the command line::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ComputeError, ConfigError, DataError, UserError
 
@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 
     from .experiment import ExperimentResult
 
-__all__ = ["ComputeError", "ConfigError", "DataError", "UserError", "compose", "run"]
+__all__ = [
+    "ComputeError",
+    "ConfigError",
+    "DataError",
+    "UserError",
+    "compose",
+    "retrieve_model_explanation",
+    "run",
+]
 __version__ = "0.1.0"
 
 
@@ -51,3 +59,14 @@ def run(overrides: list[str] | None = None) -> ExperimentResult:
 
     cfg = compose(overrides)
     return run_experiment(cfg, list(overrides or []))
+
+
+def retrieve_model_explanation(run_or_run_id: Any, tracking_uri: str | None = None) -> tuple:
+    """The seed's six explanation outputs of an experiment, read back from MLflow.
+
+    (shap_values, expected_values, overall_summary, overall_imp, per_class_summary,
+    per_class_imp); pass the parent run, its id, or any iteration run of the experiment.
+    """
+    from .explanations import retrieve_model_explanation as _retrieve
+
+    return _retrieve(run_or_run_id, tracking_uri)

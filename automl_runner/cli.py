@@ -6,7 +6,7 @@ import dataclasses
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 import hydra._internal.utils as hydra_utils
@@ -28,12 +28,18 @@ def _app(cfg: DictConfig) -> float | None:
     from .experiment import run_experiment
 
     try:
+        if cfg.explain.only:
+            from .experiment import explain_finished_run
+
+            explain_finished_run(cfg, cfg.explain.only)
+            return None
         result = run_experiment(cfg, list(HydraConfig.get().overrides.task))
     except UserError as ex:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         # exit from inside the job: Hydra would add a line of its own to a failed job
         _fail(str(ex))
+        return None
     # a sweeper optimising over runs reads this
     return result.best_score
 
@@ -64,7 +70,7 @@ def _run_and_report(func: Any) -> Any:
         _fail(line)
 
 
-def _fail(line: str) -> None:
+def _fail(line: str) -> NoReturn:
     sys.stderr.write(f"{PROG}: error: {line}\n")
     sys.exit(2)
 

@@ -111,6 +111,8 @@ class AutoMLConfig:
     verbosity: str = "INFO"
     # file that receives a DEBUG-level log of the whole experiment; null = none
     debug_log: str | None = None
+    # explain the best model with SHAP after the search (settings in the explain group)
+    model_explainability: bool = True
 
 
 # --- search space --------------------------------------------------------------------------
@@ -169,6 +171,27 @@ class TrackingConfig:
     experiment_name: str | None = None
 
 
+# --- explain -------------------------------------------------------------------------------
+@dataclass
+class ExplainConfig:
+    # auto (tree for tree models, linear for linear ones, else kernel), tree, linear, kernel or permutation
+    explainer: str = "auto"
+    # rows explained: X_valid when the data script gives it, else a seeded sample of X
+    rows: int = 100
+    # training rows the explainer compares against (its background)
+    background_size: int = 100
+    # the kernel explainer summarises the background into this many k-means centres
+    kernel_kmeans: int = 10
+    # at most this many rows for the model-agnostic explainers (kernel, permutation)
+    kernel_rows: int = 30
+    # model evaluations per row for the kernel explainer; null = SHAP's default
+    kernel_nsamples: int | None = 1024
+    # time budget of the explanation, separate from the iteration timeout
+    timeout_minutes: float = 5.0
+    # explain an already finished experiment (its parent run id) instead of running one
+    only: str | None = None
+
+
 @dataclass
 class RunnerConfig:
     # where iterations run: local or ray
@@ -181,6 +204,8 @@ class RunnerConfig:
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     # where results are logged
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # how the best model is explained
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
 
 SCHEMAS: dict[str, type] = {

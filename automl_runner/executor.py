@@ -17,6 +17,7 @@ from .worker import (
     TIMEOUT,
     IterationResult,
     PreparedData,
+    explain_best,
     refit,
     run_iteration,
 )
@@ -50,6 +51,7 @@ class RayExecutor:
             options["memory"] = memory_mb * 1024 * 1024
         self._task = ray.remote(run_iteration).options(**options)
         self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
+        self._explain = ray.remote(explain_best).options(num_cpus=num_cpus, max_retries=0)
         self.timeout_s = timeout_s
         self._running: dict[Any, _InFlight] = {}
 
@@ -86,6 +88,17 @@ class RayExecutor:
 
     def refit(self, candidate: Candidate) -> Any:
         return self._ray.get(self._refit.remote(candidate, self.data_ref))
+
+    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
+        """Explain the best model in a task; TimeoutError (task killed) past `timeout_s`."""
+        ref = self._explain.remote(model, self.data_ref, settings)
+        ready, _ = self._ray.wait([ref], timeout=timeout_s)
+        if not ready:
+            self._ray.cancel(ref, force=True)
+            raise TimeoutError(
+                f"explanation ran past explain.timeout_minutes ({timeout_s / 60:g} min)"
+            )
+        return self._ray.get(ref)
 
     def _collect(self, ref: Any) -> IterationResult:
         f = self._running.pop(ref)
@@ -142,3 +155,6 @@ class SerialExecutor:
 
     def refit(self, candidate: Candidate) -> Any:
         return refit(candidate, self.data)
+
+    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
+        return explain_best(model, self.data, settings)

@@ -55,6 +55,8 @@ class ExperimentResult:
     model: Any = None
     # wall time of the search loop (first launch to last result), without refit and logging
     search_seconds: float | None = None
+    # the explanation's summary (see explanations.summary), None if not explained
+    explanation: dict[str, Any] | None = None
 
     @property
     def best_score(self) -> float | None:
@@ -318,6 +320,8 @@ def _run(
             )
         result.model = executor.refit(result.best.candidate)
         result.model_uri = tracker.log_model(result.model, _input_example(dataset.X))
+        if automl.model_explainability:
+            result.explanation = _explain(cfg, executor, tracker.client, parent_id, result.model)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -329,6 +333,92 @@ def _run(
         _finish(tracker, result, time.monotonic() - started)
     _print_summary(result, cfg)
     return result
+
+
+def _explain_settings(cfg: DictConfig) -> dict[str, Any]:
+    keys = (
+        "explainer",
+        "rows",
+        "background_size",
+        "kernel_kmeans",
+        "kernel_rows",
+        "kernel_nsamples",
+    )
+    return {k: cfg.explain[k] for k in keys}
+
+
+def _explain(
+    cfg: DictConfig, executor: Any, client: Any, run_id: str, model: Any
+) -> dict[str, Any] | None:
+    """Explain the best model; a failure or timeout is a note on the run, never fatal."""
+    import traceback
+
+    from .explanations import log_explanation, log_failure
+
+    try:
+        explanation, rows = executor.explain(
+            model, _explain_settings(cfg), cfg.explain.timeout_minutes * 60
+        )
+        info = log_explanation(client, run_id, explanation, rows)
+    except TimeoutError as ex:
+        log.warning("explanation skipped: %s", ex)
+        log_failure(client, run_id, "timeout", str(ex))
+        return None
+    except Exception as ex:
+        log.warning(
+            "explanation failed (the best model is logged): %s",
+            str(ex).splitlines()[0] if str(ex) else ex,
+        )
+        log_failure(client, run_id, "failed", traceback.format_exc())
+        return None
+    console.log.info(
+        "explanation:     %s explainer, %d rows, %.1f s; top features: %s",
+        info["explainer"],
+        info["rows"],
+        info["seconds"],
+        ", ".join(info["overall_imp"][:5]),
+    )
+    return info
+
+
+def explain_finished_run(cfg: DictConfig, run_id: str) -> dict[str, Any] | None:
+    """explain.only=RUN_ID: explain an experiment's best model again, without searching.
+
+    The data comes from the run's own logged config; explain and compute settings from `cfg`.
+    """
+    import tempfile
+
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+
+    uri = store_uri(cfg.tracking)[0]
+    client = MlflowClient(uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as ex:
+        raise ConfigError("explain.only", run_id, f"no such run in {uri}") from ex
+    run_id = run.data.tags.get("mlflow.parentRunId", run_id)
+    run = client.get_run(run_id)
+    model_uri = run.data.tags.get("automl.best_model_uri")
+    if not model_uri:
+        raise ConfigError("explain.only", run_id, "that experiment logged no best model")
+    with tempfile.TemporaryDirectory() as tmp:
+        original = OmegaConf.load(client.download_artifacts(run_id, "config/config.yaml", tmp))
+    assert isinstance(original, DictConfig)
+    dataset = load(original.data, original.automl)
+    prepared = prepare(dataset, original.automl)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.sklearn.load_model(model_uri)
+    with connect(cfg.compute):
+        executor = RayExecutor(
+            prepared,
+            timeout_s=cfg.explain.timeout_minutes * 60,
+            num_cpus=cfg.compute.cpus_per_iteration,
+        )
+        info = _explain(cfg, executor, client, run_id, model)
+    console.log.info("explained run:   %s (%s)", run_id, uri)
+    return info
 
 
 def _input_example(X: Any) -> Any:

@@ -28,6 +28,7 @@ def validate(cfg: DictConfig) -> None:
     _check_automl(cfg.automl)
     _check_search_space(cfg)
     _check_tracking(cfg.tracking)
+    _check_explain(cfg.explain)
 
 
 def check_cluster_name(name: str) -> None:
@@ -180,3 +181,17 @@ def _check_tracking(t: DictConfig) -> None:
         raise ConfigError(
             "tracking.uri", t.uri, "expected a tracking URI such as http://127.0.0.1:5000"
         )
+
+
+def _check_explain(e: DictConfig) -> None:
+    from .explain import EXPLAINERS
+
+    if e.explainer not in EXPLAINERS:
+        raise ConfigError("explain.explainer", e.explainer, f"allowed: {', '.join(EXPLAINERS)}")
+    for key in ("rows", "background_size", "kernel_kmeans", "kernel_rows"):
+        if e[key] < 1:
+            raise ConfigError(f"explain.{key}", e[key], "must be >= 1")
+    if e.kernel_nsamples is not None and e.kernel_nsamples < 1:
+        raise ConfigError("explain.kernel_nsamples", e.kernel_nsamples, "must be >= 1 or null")
+    if e.timeout_minutes <= 0:
+        raise ConfigError("explain.timeout_minutes", e.timeout_minutes, "must be > 0")

@@ -173,3 +173,40 @@ def refit(candidate: Candidate, data: PreparedData) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _fit(model, data.X, data.y, data.sample_weight)
+
+
+def raw_names(X: Any) -> list[str]:
+    """The user's column names (x0, x1, ... for arrays without names)."""
+    if isinstance(X, pd.DataFrame):
+        return [str(c) for c in X.columns]
+    return [f"x{i}" for i in range(X.shape[1])]
+
+
+def explain_best(model: Any, data: PreparedData, settings: dict[str, Any]) -> tuple[Any, Any]:
+    """(Explanation, the raw rows it explains) for the refit best pipeline."""
+    from .explain import explain_pipeline
+
+    source = data.X_valid if data.X_valid is not None else data.X
+    n = source.shape[0]
+    rng = np.random.default_rng(data.seed)
+    idx = (
+        np.arange(n)
+        if n <= settings["rows"]
+        else np.sort(rng.choice(n, settings["rows"], replace=False))
+    )
+    rows = _rows(source, idx)
+    explanation = explain_pipeline(
+        model,
+        rows,
+        data.X,
+        task=data.task,
+        classes=None if data.classes is None else list(data.classes),
+        raw_names=raw_names(data.X),
+        explainer=settings["explainer"],
+        background_size=settings["background_size"],
+        kernel_kmeans=settings["kernel_kmeans"],
+        kernel_rows=settings["kernel_rows"],
+        kernel_nsamples=settings["kernel_nsamples"],
+        seed=data.seed,
+    )
+    return explanation, _rows(rows, np.arange(explanation.shap_engineered.shape[1]))
