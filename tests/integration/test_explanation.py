@@ -1,0 +1,112 @@
+"""The explanation as part of an experiment: logged under the parent run, read back, contained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+import automl_runner
+from automl_runner.experiment import explain_finished_run
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = {
+    "explanation/summary.json",
+    "explanation/shap_values.csv",
+    "explanation/shap_values_engineered.csv",
+    "explanation/rows.csv",
+    "explanation/overall_importance.png",
+    "explanation/per_class_importance.png",
+    "explanation/summary_beeswarm.png",
+}
+
+
+def test_explanation_is_logged_and_read_back_in_a_fresh_process(ray_local, store):
+    result = automl_runner.run(["data=wine", "automl.iterations=3", *store])
+    client = MlflowClient(result.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    listed = {a.path for a in client.list_artifacts(result.parent_run_id, "explanation")}
+    assert ARTIFACTS <= listed
+    assert parent.data.tags["automl.explanation"] == "ok"
+    top = parent.data.tags["automl.top_features"].split(", ")
+    assert top[0] == result.explanation["overall_imp"][0]
+    assert f"importance.{top[0]}" in parent.data.metrics
+    code = (
+        "import json, automl_runner, numpy as np;"
+        f"sv, ev, osum, oimp, pcs, pci = automl_runner.retrieve_model_explanation('{result.best_run_id}', '{result.tracking_uri}');"
+        "print(json.dumps({'classes': len(sv), 'shape': list(np.shape(sv[0])), 'ev': len(ev),"
+        " 'oimp': oimp, 'osum': osum, 'pci': len(pci), 'pcs0': pcs[0]}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["classes"] == 3 and got["ev"] == 3 and got["pci"] == 3
+    assert got["shape"] == [result.explanation["rows"], 13]
+    assert got["oimp"] == result.explanation["overall_imp"]
+    assert got["osum"] == sorted(got["osum"], reverse=True)
+    assert got["pcs0"] == sorted(got["pcs0"], reverse=True)
+
+
+def test_a_failing_explainer_leaves_a_note_and_the_experiment_succeeds(ray_local, store):
+    # a linear explainer cannot explain a random forest
+    result = automl_runner.run(
+        [
+            "data=iris",
+            "automl.iterations=2",
+            "automl.allowed_models=[RandomForest]",
+            "explain.explainer=linear",
+            *store,
+        ]
+    )
+    client = MlflowClient(result.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and result.model_uri
+    assert parent.data.tags["automl.explanation"].startswith("failed: ")
+    assert client.download_artifacts(result.parent_run_id, "explanation/error.txt")
+    assert result.explanation is None
+
+
+def test_an_explanation_past_its_budget_is_stopped(ray_local, store):
+    result = automl_runner.run(
+        [
+            "data=digits",
+            "automl.iterations=1",
+            "automl.allowed_models=[SVM]",
+            "explain.timeout_minutes=0.02",
+            "explain.kernel_nsamples=null",
+            "explain.kernel_rows=100",
+            *store,
+        ]
+    )
+    parent = MlflowClient(result.tracking_uri).get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and result.model_uri
+    assert parent.data.tags["automl.explanation"].startswith("timeout: explanation ran past")
+
+
+def test_explain_only_explains_a_finished_run_again(ray_local, store):
+    result = automl_runner.run(
+        ["data=breast_cancer", "automl.iterations=2", "automl.model_explainability=false", *store]
+    )
+    client = MlflowClient(result.tracking_uri)
+    assert "automl.explanation" not in client.get_run(result.parent_run_id).data.tags
+    n_runs = len(client.search_runs([result.experiment_id]))
+    cfg = automl_runner.compose(
+        [
+            f"explain.only={result.best_run_id}",
+            "explain.explainer=kernel",
+            "explain.kernel_nsamples=200",
+            *store,
+        ]
+    )
+    info = explain_finished_run(cfg, cfg.explain.only)
+    assert info["explainer"] == "kernel" and info["classes"] == ["0", "1"]
+    assert client.get_run(result.parent_run_id).data.tags["automl.explanation"] == "ok"
+    # no search ran: no new runs
+    assert len(client.search_runs([result.experiment_id])) == n_runs
+    sv, ev, *_ = automl_runner.retrieve_model_explanation(result.parent_run_id, result.tracking_uri)
+    assert np.shape(sv) == (2, info["rows"], 30)

@@ -1,0 +1,143 @@
+"""Additivity and raw-column aggregation of the SHAP explanation, for every explainer kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import automl_runner
+from automl_runner.data import Dataset
+from automl_runner.experiment import prepare
+from automl_runner.explain import explain_pipeline, model_output
+from automl_runner.search import PortfolioRandomSearch
+from automl_runner.space import SearchSpace
+from automl_runner.worker import raw_names, refit
+
+CASES = {
+    "binary": (lambda: load_breast_cancer(return_X_y=True, as_frame=True), "classification"),
+    "multiclass": (lambda: load_iris(return_X_y=True, as_frame=True), "classification"),
+    "regression": (lambda: load_diabetes(return_X_y=True, as_frame=True), "regression"),
+}
+FAMILIES = {
+    # family -> the explainer `auto` must pick for it
+    "RandomForest": "tree",
+    "GradientBoosting": "tree",
+    "LogisticRegression": "linear",
+    "ElasticNet": "linear",
+    "KNN": "kernel",
+    "SVM": "kernel",
+}
+
+
+def fitted(case: str, family: str):
+    load, task = CASES[case]
+    X, y = load()
+    overrides = ["automl=regression", "data=diabetes"] if task == "regression" else []
+    cfg = automl_runner.compose([*overrides, f"automl.allowed_models=[{family}]"])
+    ds = Dataset("t", X, y.to_numpy(), numeric=list(X.columns))
+    data = prepare(ds, cfg.automl)
+    candidate = PortfolioRandomSearch(SearchSpace.from_config(cfg), seed=0).ask(1)[0]
+    return refit(candidate, data), X, data
+
+
+def assert_additive(e, pipeline, rows, tol=1e-6):
+    out = model_output(pipeline, rows, e.output)
+    assert out.shape == e.shap_raw.shape[:2]
+    np.testing.assert_allclose(e.shap_raw.sum(axis=2) + e.expected[:, None], out, atol=tol)
+    # the engineered view adds up to the same output
+    np.testing.assert_allclose(e.shap_engineered.sum(axis=2) + e.expected[:, None], out, atol=tol)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_expected_value_plus_shap_values_is_the_model_output(case, family):
+    task = CASES[case][1]
+    if (family == "LogisticRegression" and task == "regression") or (
+        family == "ElasticNet" and task == "classification"
+    ):
+        pytest.skip("family does not serve this task")
+    pipeline, X, data = fitted(case, family)
+    rows = X.iloc[:12]
+    e = explain_pipeline(
+        pipeline,
+        rows,
+        X,
+        task=task,
+        classes=None if data.classes is None else list(data.classes),
+        raw_names=list(X.columns),
+        kernel_nsamples=300,
+    )
+    assert e.explainer == FAMILIES[family]
+    n_out = 1 if task == "regression" else len(data.classes)
+    assert e.shap_raw.shape == (n_out, 12, X.shape[1])
+    assert_additive(e, pipeline, rows)
+
+
+def test_tree_explainer_refusal_falls_back_under_auto():
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    pipeline = Pipeline(
+        [("scale", StandardScaler()), ("model", GradientBoostingClassifier(n_estimators=20))]
+    ).fit(X, y)
+    e = explain_pipeline(
+        pipeline,
+        X.iloc[:8],
+        X,
+        task="classification",
+        classes=[0, 1, 2],
+        raw_names=list(X.columns),
+        kernel_nsamples=200,
+    )
+    assert e.explainer == "kernel"
+    assert any("tree explainer refused GradientBoostingClassifier" in n for n in e.notes)
+    assert_additive(e, pipeline, X.iloc[:8])
+    with pytest.raises(Exception):
+        explain_pipeline(
+            pipeline,
+            X.iloc[:8],
+            X,
+            task="classification",
+            classes=[0, 1, 2],
+            raw_names=list(X.columns),
+            explainer="tree",
+        )
+
+
+def test_one_hot_and_indicator_columns_sum_back_to_their_source_column():
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame(
+        {
+            "city": rng.choice(["paris", "rome", "oslo", "lima"], n).astype(object),
+            "city_size": rng.normal(size=n),  # a name that starts like another column
+            "noise": rng.normal(size=n),
+        }
+    )
+    X.loc[::10, "noise"] = np.nan
+    y = np.where(X["city"].isin(["paris", "rome"]), "south", "north")
+    cfg = automl_runner.compose(["automl.allowed_models=[LogisticRegression]"])
+    ds = Dataset("t", X, y, numeric=["city_size", "noise"], categorical=["city"])
+    data = prepare(ds, cfg.automl)
+    candidate = PortfolioRandomSearch(SearchSpace.from_config(cfg), seed=0).ask(1)[0]
+    pipeline = refit(candidate, data)
+    rows = X.iloc[:30]
+    e = explain_pipeline(
+        pipeline, rows, X, task="classification", classes=list(data.classes), raw_names=raw_names(X)
+    )
+    assert e.raw_names == ["city", "city_size", "noise"]
+    assert e.source.count("city") == 4  # four one-hot columns
+    assert "missingindicator_noise" in e.engineered_names
+    assert e.source[e.engineered_names.index("missingindicator_noise")] == "noise"
+    assert e.source[e.engineered_names.index("city_size")] == "city_size"
+    # raw = engineered summed per source column, and it still adds up
+    city = [j for j, s in enumerate(e.source) if s == "city"]
+    np.testing.assert_allclose(e.shap_raw[:, :, 0], e.shap_engineered[:, :, city].sum(axis=2))
+    assert_additive(e, pipeline, rows)
+    summary, names = e.overall()
+    assert names[0] == "city" and summary == sorted(summary, reverse=True)
+    per_class_summary, per_class_imp = e.per_class()
+    assert len(per_class_imp) == 2 and per_class_imp[0][0] == "city"
