@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .errors import ComputeError
 
@@ -37,6 +39,9 @@ def _alive_nodes() -> list[dict]:
 @contextmanager
 def connect(compute: DictConfig) -> Iterator[Cluster]:
     """Start or join Ray; shut down on exit only what was started here."""
+    if compute.kind == "local" and "ray" not in sys.modules:
+        # a single-machine instance listens on loopback only (Ray reads this at import)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     started = False
@@ -49,11 +54,14 @@ def connect(compute: DictConfig) -> Iterator[Cluster]:
             logging_level=logging.ERROR,
             configure_logging=True,
         )
+        common.update(OmegaConf.to_container(compute.init, resolve=True))  # type: ignore[arg-type]
         if compute.kind == "local":
             # "local" starts a fresh instance even when a cluster is running on this machine
             ray.init(address="local", num_cpus=compute.num_cpus, **common)
         else:
             _probe(compute.address)
+            if compute.node_ip_address:
+                common["_node_ip_address"] = compute.node_ip_address
             try:
                 ray.init(address=compute.address, **common)
             except Exception as ex:

@@ -25,6 +25,10 @@ class LocalCompute:
     cpus_per_iteration: float = 1.0
     # memory each iteration reserves, in MB; null = no reservation
     memory_mb_per_iteration: int | None = None
+    # times an iteration is rerun when its worker process dies (e.g. out of memory)
+    max_retries: int = 2
+    # extra keyword arguments for ray.init (runtime_env, object_store_memory, ...)
+    init: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +47,12 @@ class RayCompute:
     cpus_per_iteration: float = 1.0
     # memory each iteration reserves, in MB; null = no reservation
     memory_mb_per_iteration: int | None = None
+    # this machine's IP as the cluster knows it (Ray's _node_ip_address); null = Ray's guess
+    node_ip_address: str | None = None
+    # times an iteration is rerun elsewhere when its node or worker process dies
+    max_retries: int = 2
+    # extra keyword arguments for ray.init (runtime_env, namespace, ...)
+    init: dict[str, Any] = field(default_factory=dict)
 
 
 # --- data ----------------------------------------------------------------------------------

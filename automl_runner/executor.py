@@ -40,13 +40,16 @@ class RayExecutor:
         timeout_s: float,
         num_cpus: float = 1.0,
         memory_mb: int | None = None,
+        max_retries: int = 0,
     ) -> None:
         import ray
 
         self._ray = ray
         # the data goes into the object store once; each task gets the reference
         self.data_ref = ray.put(data)
-        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": 0}
+        # Ray reruns a task whose worker or node died (never one that raised: that is
+        # a FAILED iteration), on whatever node survives
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": max_retries}
         if memory_mb:
             options["memory"] = memory_mb * 1024 * 1024
         self._task = ray.remote(run_iteration).options(**options)

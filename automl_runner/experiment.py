@@ -231,6 +231,7 @@ def _prepare_and_run(cfg: DictConfig, overrides: list[str], serial: bool) -> Exp
                 timeout_s=automl.iteration_timeout_minutes * 60,
                 num_cpus=cfg.compute.cpus_per_iteration,
                 memory_mb=cfg.compute.memory_mb_per_iteration,
+                max_retries=cfg.compute.max_retries,
             )
             return _run(cfg, overrides, dataset, space, prepared, tracker, executor, concurrency)
 

@@ -50,6 +50,8 @@ def _check_compute(c: DictConfig) -> None:
         raise ConfigError(
             "compute.memory_mb_per_iteration", c.memory_mb_per_iteration, "must be > 0 or null"
         )
+    if c.max_retries < 0:
+        raise ConfigError("compute.max_retries", c.max_retries, "must be >= 0")
     if c.kind == "local":
         if c.num_cpus is not None and c.num_cpus < 1:
             raise ConfigError("compute.num_cpus", c.num_cpus, "must be >= 1 or null (all)")

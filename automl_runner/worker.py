@@ -84,7 +84,15 @@ class IterationResult:
 
 
 def node_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host/Ray node id of the process running this (several nodes may share a host)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+    except ImportError:
+        pass
+    return f"{socket.gethostname()}/pid-{os.getpid()}"
 
 
 def _rows(X: Any, idx: np.ndarray) -> Any:

@@ -12,10 +12,17 @@ HELPERS = str(Path(__file__).parent / "helpers")
 sys.path.insert(0, HELPERS)
 # Ray workers and CLI subprocesses inherit this, so they can import the test estimators
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [HELPERS, os.environ.get("PYTHONPATH")]))
+# local Ray instances (this process's and the CLI's) listen on loopback only, as
+# compute=local does; Ray reads this when it is imported
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 BROKEN = (
     "++search_space.estimators={broken: {_target_: automl_test_estimators.BrokenClassifier,"
     " name: Broken, display: broken, task: classification}}"
+)
+SLOW = (
+    "++search_space.estimators={slow: {_target_: automl_test_estimators.SlowClassifier,"
+    " name: Slow, display: slow, task: classification}}"
 )
 SLEEPY = (
     "++search_space.estimators={sleepy: {_target_: automl_test_estimators.SleepyClassifier,"

@@ -38,3 +38,22 @@ class SleepyClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return np.repeat(self.classes_[0], len(X))
+
+
+class SlowClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts class frequencies after sleeping in fit: a stand-in for a costly model."""
+
+    def __init__(self, seconds: float = 2.0) -> None:
+        self.seconds = seconds
+
+    def fit(self, X, y):
+        time.sleep(self.seconds)
+        self.classes_, counts = np.unique(y, return_counts=True)
+        self.prior_ = counts / counts.sum()
+        return self
+
+    def predict_proba(self, X):
+        return np.tile(self.prior_, (len(X), 1))
+
+    def predict(self, X):
+        return np.repeat(self.classes_[np.argmax(self.prior_)], len(X))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -11,15 +14,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import mlflow_runs
+from conftest import SLOW, mlflow_runs
 from mlflow import MlflowClient
 
 from system.test_cli import cli
 
-# Keep every Ray address on loopback (Ray would swap 127.0.0.1 for this machine's outward
-# IP), and let clients present the token that `ray start` enables.
+# A real multi-node Ray cluster on one machine, kept on loopback: every node (head and
+# workers) takes the address 127.0.0.2, which Ray does not swap for this machine's outward
+# IP as it does 127.0.0.1, and drivers say so with compute.node_ip_address. Clients
+# present the token that `ray start` enables.
+NODE_IP = "127.0.0.2"
 RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
     "RAY_AUTH_MODE": "token",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
@@ -31,53 +37,100 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """A one-node Ray cluster on 127.0.0.1, started the way a user starts a head node."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "ray",
-            "start",
-            "--head",
-            "--block",
-            f"--port={port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **RAY_ENV},
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
+class LoopbackCluster:
+    """`ray start --head` plus `ray start --address=...` worker nodes, each one process."""
+
+    def __init__(self, head_cpus: int = 1) -> None:
+        self.port = free_port()
+        self.address = f"{NODE_IP}:{self.port}"
+        self.head = self._start(
+            ["--head", f"--port={self.port}", "--include-dashboard=false"], head_cpus
+        )
+        self.workers: list[subprocess.Popen] = []
+        self.wait_for_nodes(1)
+
+    def _start(self, args: list[str], cpus: int) -> subprocess.Popen:
+        return subprocess.Popen(
             [
-                sys.executable,
-                "-c",
-                f"import ray; ray.init(address='{address}'); print(len(ray.nodes()))",
+                "ray",
+                "start",
+                "--block",
+                f"--node-ip-address={NODE_IP}",
+                f"--num-cpus={cpus}",
+                *args,
             ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **RAY_ENV},
+            start_new_session=True,
+        )
+
+    def add_worker(self, cpus: int = 1) -> subprocess.Popen:
+        worker = self._start([f"--address={self.address}"], cpus)
+        self.workers.append(worker)
+        self.wait_for_nodes(1 + len(self.workers))
+        return worker
+
+    def nodes(self) -> list[str]:
+        """Alive node ids, asked from a separate driver."""
+        code = (
+            f"import ray; ray.init(address='{self.address}', _node_ip_address='{NODE_IP}');"
+            "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
             capture_output=True,
             text=True,
             timeout=60,
             env={**os.environ, **RAY_ENV},
         )
-        if probe.returncode == 0:
-            break
-        time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail(f"ray head did not come up: {probe.stderr[-2000:]}")
-    yield address
-    proc.terminate()
-    try:
+        return out.stdout.split() if out.returncode == 0 else []
+
+    def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.nodes()) >= n:
+                return
+            time.sleep(1)
+        self.stop()
+        pytest.fail(f"the loopback Ray cluster did not reach {n} node(s)")
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        # the whole process group: `ray start` and the raylet, object store and workers it started
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.head]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.head]:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill(proc)
+
+    def overrides(self) -> list[str]:
+        return [
+            "compute=ray",
+            f"compute.address={self.address}",
+            f"compute.node_ip_address={NODE_IP}",
+        ]
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A running head node with one CPU, as a user starts it."""
+    cluster = LoopbackCluster(head_cpus=1)
+    yield cluster
+    cluster.stop()
+
+
+def _runs(tmp_path: Path, experiment: str):
+    uri = f"sqlite:///{tmp_path / 'outputs' / 'mlflow' / 'mlflow.db'}"
+    exp = MlflowClient(uri).get_experiment_by_name(experiment)
+    return mlflow_runs(uri, exp.experiment_id)
 
 
 @pytest.mark.cluster
@@ -85,8 +138,7 @@ def ray_head(tmp_path_factory):
 def test_compute_ray_joins_an_existing_cluster(ray_head, tmp_path):
     out = cli(
         [
-            "compute=ray",
-            f"compute.address={ray_head}",
+            *ray_head.overrides(),
             "compute.cluster_name=test-cluster",
             "data=wine",
             "automl.iterations=4",
@@ -95,12 +147,9 @@ def test_compute_ray_joins_an_existing_cluster(ray_head, tmp_path):
         env=RAY_ENV,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    db = tmp_path / "outputs" / "mlflow" / "mlflow.db"
-    uri = f"sqlite:///{db}"
-    exp = MlflowClient(uri).get_experiment_by_name("automl-wine")
-    parents, children = mlflow_runs(uri, exp.experiment_id)
+    parents, children = _runs(tmp_path, "automl-wine")
     assert len(parents) == 1 and len(children) == 4
-    assert parents[0].data.params["compute.address"] == ray_head
+    assert parents[0].data.params["compute.address"] == ray_head.address
     assert parents[0].data.params["compute.cluster_name"] == "test-cluster"
 
 
@@ -109,8 +158,7 @@ def test_min_nodes_not_reached_fails_with_one_line(ray_head, tmp_path):
     start = time.monotonic()
     out = cli(
         [
-            "compute=ray",
-            f"compute.address={ray_head}",
+            *ray_head.overrides(),
             "compute.min_nodes=2",
             "compute.timeout_minutes=0.1",
             "automl.iterations=1",
@@ -130,7 +178,7 @@ def test_min_nodes_not_reached_fails_with_one_line(ray_head, tmp_path):
 def test_unreachable_cluster_fails_with_one_line(tmp_path):
     port = free_port()
     out = cli(
-        ["compute=ray", f"compute.address=127.0.0.1:{port}", "automl.iterations=1"],
+        ["compute=ray", f"compute.address={NODE_IP}:{port}", "automl.iterations=1"],
         tmp_path,
         env=RAY_ENV,
         timeout=180,
@@ -138,7 +186,88 @@ def test_unreachable_cluster_fails_with_one_line(tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(
-        f"automl-runner: error: compute.address=127.0.0.1:{port}: cannot join a Ray cluster there"
+        f"automl-runner: error: compute.address={NODE_IP}:{port}: cannot join a Ray cluster there"
+    )
+
+
+@pytest.fixture
+def two_nodes():
+    """A head and one worker node, one CPU each: a second node must be used to run 2 at once."""
+    cluster = LoopbackCluster(head_cpus=1)
+    worker = cluster.add_worker(cpus=1)
+    yield cluster, worker
+    cluster.stop()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_iterations_spread_over_both_nodes(two_nodes, tmp_path):
+    cluster, _ = two_nodes
+    node_ids = cluster.nodes()
+    out = cli(
+        [
+            *cluster.overrides(),
+            SLOW,
+            "automl.allowed_models=[Slow,LogisticRegression]",
+            "compute.min_nodes=2",
+            "data=iris",
+            "automl.iterations=6",
+            "++search_space.estimators.slow.fixed={seconds: 0.4}",
+        ],
+        tmp_path,
+        env=RAY_ENV,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    parents, children = _runs(tmp_path, "automl-iris")
+    assert len(children) == 6
+    used = {c.data.tags["automl.node"].split("/")[1] for c in children}
+    assert len(used) == 2
+    assert {u for u in used} == {n[:12] for n in node_ids}
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_losing_a_node_mid_run_leaves_every_iteration_accounted_for(two_nodes, tmp_path):
+    cluster, worker = two_nodes
+    proc = subprocess.Popen(
+        [
+            shutil.which("automl-runner"),
+            *cluster.overrides(),
+            SLOW,
+            "automl.allowed_models=[Slow]",
+            "compute.min_nodes=2",
+            "data=iris",
+            "automl.iterations=8",
+            "++search_space.estimators.slow.fixed={seconds: 0.6}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **RAY_ENV},
+    )
+    # kill the worker node once iterations are running on both nodes
+    rows = 0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() and line.split()[0].isdigit():
+            rows += 1
+            if rows == 2:
+                cluster.kill(worker)
+                break
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    parents, children = _runs(tmp_path, "automl-iris")
+    assert parents[0].info.status == "FINISHED"
+    numbers = sorted(int(c.data.tags["automl.iteration"]) for c in children)
+    assert numbers == list(range(8))
+    statuses = [c.data.tags["automl.status"] for c in children]
+    # the lost node's iteration was rerun on the head (or, past its retries, failed with the reason)
+    assert set(statuses) <= {"COMPLETED", "FAILED"}
+    assert statuses.count("COMPLETED") >= 7
+    parent = parents[0]
+    assert (
+        parent.data.metrics["iterations_completed"] + parent.data.metrics["iterations_failed"] == 8
     )
 
 

@@ -95,7 +95,7 @@ def test_tree_explainer_refusal_falls_back_under_auto():
     assert e.explainer == "kernel"
     assert any("tree explainer refused GradientBoostingClassifier" in n for n in e.notes)
     assert_additive(e, pipeline, X.iloc[:8])
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="GradientBoostingClassifier is only supported for binary"):
         explain_pipeline(
             pipeline,
             X.iloc[:8],
