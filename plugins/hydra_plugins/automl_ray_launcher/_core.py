@@ -1,4 +1,4 @@
-"""The heavy half of the launcher: Ray is imported here only, when a sweep launches.
+"""The heavy half of the launcher: Ray is imported here only, inside launch().
 
 The driver composes every job's sweep config, checks the plan, starts or joins Ray,
 and submits one task per job. Each task restores Hydra's globals and calls Hydra's
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import (
@@ -28,7 +27,6 @@ from hydra.core.utils import (
     setup_globals,
 )
 from omegaconf import DictConfig, open_dict
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from . import _stores
 from ._plan import PIN, SPREAD, LauncherConfigError, Plan, make_plan
@@ -69,6 +67,11 @@ def launch(
             cfg.hydra.job.num = initial_job_idx + offset
         configs.append(cfg)
     plan = make_plan(launcher.address, launcher.num_cpus, launcher.spread_jobs, configs)
+    if plan.address is None and "ray" not in sys.modules:
+        # as compute=local does: a single-machine instance keeps 127.0.0.1 instead of
+        # swapping in this machine's outward IP (Ray reads this once, at import)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
 
     uris = _stores.local_store_uris(configs)
     # the stores are created and migrated while Ray starts
@@ -94,7 +97,7 @@ def launch(
         "scheduling_strategy": _strategy(plan.placement),
         **launcher.remote,
     }
-    task = _run_job_task.options(**options)
+    task = ray.remote(_run_job).options(**options)
     cwd = os.getcwd()
     path = [os.path.abspath(p or cwd) for p in sys.path]
     # wrapped in a list so Ray hands the task the reference, not the value: the task
@@ -118,14 +121,15 @@ def launch(
 
 
 def _connect(plan: Plan, init: dict[str, Any]) -> None:
+    import ray
+
     if ray.is_initialized():
         log.info("Ray launcher: reusing the Ray instance this process is connected to")
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, **init}
     if plan.address is None:
         # "local": a fresh instance, even if `ray start` left a cluster on this machine;
-        # only this machine's processes use it, so it listens on loopback (Ray keeps that
-        # address when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)
+        # only this machine's processes use it, so it listens on loopback
         kwargs.setdefault("_node_ip_address", "127.0.0.1")
         ray.init(address="local", num_cpus=plan.num_cpus, **kwargs)
         return
@@ -140,6 +144,9 @@ def _connect(plan: Plan, init: dict[str, Any]) -> None:
 
 
 def _strategy(placement: str) -> Any:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     if placement == PIN:
         # soft=False: never fall back to a node that cannot reach this machine's SQLite store
         node = ray.get_runtime_context().get_node_id()
@@ -153,6 +160,8 @@ def _run_job(
     shared: list[Any], sweep_config: DictConfig, driver_cwd: str, driver_path: list[str]
 ) -> JobReturn | _Exited:
     """One job, inside a Ray worker: Hydra's globals restored, then Hydra's run_job."""
+    import ray
+
     for entry in driver_path:
         if entry not in sys.path:
             sys.path.append(entry)
@@ -196,6 +205,3 @@ def _portable(ret: JobReturn) -> JobReturn:
     except Exception:
         ret.return_value = RuntimeError(f"{type(error).__name__}: {error}")
     return ret
-
-
-_run_job_task = ray.remote(_run_job)
