@@ -1,0 +1,114 @@
+"""`automl-runner -m ... hydra/launcher=ray` as a user runs it: a subprocess in an empty folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import mlflow_runs
+from mlflow import MlflowClient
+
+from ._ray_env import RAY_ENV
+
+EXE = shutil.which("automl-runner")
+
+
+def runner(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [EXE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **RAY_ENV},
+    )
+
+
+def experiment_runs(tmp_path: Path, name: str):
+    uri = f"sqlite:///{tmp_path / 'outputs' / 'mlflow' / 'mlflow.db'}"
+    experiment = MlflowClient(uri).get_experiment_by_name(name)
+    assert experiment is not None, f"no MLflow experiment {name}"
+    return mlflow_runs(uri, experiment.experiment_id)
+
+
+@pytest.mark.slow
+def test_sweep_of_two_data_sets_runs_each_job_as_a_ray_task(tmp_path: Path) -> None:
+    out = runner(["-m", "data=iris,wine", "automl.iterations=2", "hydra/launcher=ray"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Ray launcher is launching 2 jobs on 127.0.0.1:" in out.stdout + out.stderr
+    for name in ("automl-iris", "automl-wine"):
+        parents, children = experiment_runs(tmp_path, name)
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(children) == 2
+        assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    # Hydra's per-job output dirs and logs, as its own launchers leave them
+    job_dirs = sorted(
+        p.parent for p in (tmp_path / "outputs" / "multirun").rglob("automl-runner.log")
+    )
+    assert [d.name for d in job_dirs] == ["0", "1"]
+    assert all((d / ".hydra" / "overrides.yaml").exists() for d in job_dirs)
+
+
+@pytest.mark.slow
+def test_four_parallel_jobs_share_one_fresh_sqlite_store(tmp_path: Path) -> None:
+    data = ["iris", "wine", "breast_cancer", "digits"]
+    out = runner(
+        [
+            "-m",
+            f"data={','.join(data)}",
+            "automl.iterations=2",
+            "automl.n_cross_validations=2",
+            "hydra/launcher=ray",
+            "hydra.launcher.num_cpus=2",
+        ],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "database is locked" not in out.stdout + out.stderr
+    parents = []
+    for name in data:
+        found, children = experiment_runs(tmp_path, f"automl-{name}")
+        assert len(found) == 1 and found[0].info.status == "FINISHED", name
+        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children), name
+        parents += found
+    # the four experiments really ran at the same time: every pair of parent runs overlaps
+    latest_start = max(p.info.start_time for p in parents)
+    earliest_end = min(p.info.end_time for p in parents)
+    assert latest_start < earliest_end
+
+
+def test_spread_jobs_with_the_local_store_is_refused_in_one_line(tmp_path: Path) -> None:
+    out = runner(
+        ["-m", "data=iris,wine", "hydra/launcher=ray", "hydra.launcher.spread_jobs=true"],
+        tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "automl-runner: error: hydra.launcher.spread_jobs=true: tracking.kind=local keeps the "
+        "MLflow store in a SQLite file on this machine; placing job drivers on other nodes needs "
+        "tracking=server (tracking.uri=http://MLFLOW_HOST:5000)"
+    ]
+    # refused before anything ran
+    assert not (tmp_path / "outputs" / "mlflow").exists()
+
+
+@pytest.mark.slow
+def test_a_job_with_a_user_error_ends_the_sweep_with_its_line_and_exit_2(tmp_path: Path) -> None:
+    out = runner(
+        [
+            "-m",
+            "data=iris,wine",
+            "automl.primary_metric=r2_score",
+            "automl.iterations=1",
+            "hydra/launcher=ray",
+            "hydra.launcher.num_cpus=1",
+        ],
+        tmp_path,
+    )
+    assert out.returncode == 2
+    # each job's line reaches the console (through Ray's log forwarding, with its prefix)
+    line = "automl-runner: error: automl.primary_metric=r2_score: allowed for classification:"
+    assert (out.stdout + out.stderr).count(line) == 2
