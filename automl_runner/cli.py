@@ -24,6 +24,7 @@ _hydra_run_and_report = hydra_utils.run_and_report
 @hydra.main(config_path="pkg://automl_runner.conf", config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .experiment import run_experiment
 
@@ -33,7 +34,15 @@ def _app(cfg: DictConfig) -> float | None:
 
             explain_finished_run(cfg, cfg.explain.only)
             return None
-        result = run_experiment(cfg, list(HydraConfig.get().overrides.task))
+        hydra_cfg = HydraConfig.get()
+        tags = {}
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # lets the sweep summary find this job's run, whatever launcher ran it
+            tags = {
+                "automl.sweep_dir": str(hydra_cfg.sweep.dir),
+                "automl.sweep_job": str(hydra_cfg.job.num),
+            }
+        result = run_experiment(cfg, list(hydra_cfg.overrides.task), tags=tags)
     except UserError as ex:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

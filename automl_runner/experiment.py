@@ -185,15 +185,23 @@ def _open_tracker(cfg: DictConfig, name: str) -> Tracker:
 
 
 def run_experiment(
-    cfg: DictConfig, overrides: list[str] | None = None, serial: bool = False
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    serial: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> ExperimentResult:
-    """Run the experiment the composed config describes; see the module docstring."""
+    """Run the experiment the composed config describes; see the module docstring.
+
+    `tags` go onto the parent run (a sweep marks its jobs' runs with them).
+    """
     validate(cfg)
     with _logging(cfg.automl):
-        return _prepare_and_run(cfg, list(overrides or []), serial)
+        return _prepare_and_run(cfg, list(overrides or []), serial, dict(tags or {}))
 
 
-def _prepare_and_run(cfg: DictConfig, overrides: list[str], serial: bool) -> ExperimentResult:
+def _prepare_and_run(
+    cfg: DictConfig, overrides: list[str], serial: bool, tags: dict[str, str]
+) -> ExperimentResult:
     automl = cfg.automl
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 
@@ -208,7 +216,7 @@ def _prepare_and_run(cfg: DictConfig, overrides: list[str], serial: bool) -> Exp
         if serial:
             tracker = pending_tracker.result()
             return _run(
-                cfg, overrides, dataset, space, prepared, tracker, SerialExecutor(prepared), 1
+                cfg, overrides, tags, dataset, space, prepared, tracker, SerialExecutor(prepared), 1
             )
         with connect(cfg.compute) as cluster:
             tracker = pending_tracker.result()
@@ -233,12 +241,15 @@ def _prepare_and_run(cfg: DictConfig, overrides: list[str], serial: bool) -> Exp
                 memory_mb=cfg.compute.memory_mb_per_iteration,
                 max_retries=cfg.compute.max_retries,
             )
-            return _run(cfg, overrides, dataset, space, prepared, tracker, executor, concurrency)
+            return _run(
+                cfg, overrides, tags, dataset, space, prepared, tracker, executor, concurrency
+            )
 
 
 def _run(
     cfg: DictConfig,
     overrides: list[str],
+    tags: dict[str, str],
     dataset: Dataset,
     space: SearchSpace,
     prepared: PreparedData,
@@ -258,6 +269,7 @@ def _run(
         overrides=overrides,
         data_summary=summary,
         primary_metric=metric,
+        tags=tags,
     )
     result = ExperimentResult(tracker.uri, tracker.experiment_id, parent_id, "RUNNING", metric)
     search = PortfolioRandomSearch(space, seed=automl.seed)
@@ -393,6 +405,7 @@ def explain_finished_run(cfg: DictConfig, run_id: str) -> dict[str, Any] | None:
     import mlflow.sklearn
     from mlflow import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = store_uri(cfg.tracking)[0]
     client = MlflowClient(uri)
     try:

@@ -182,8 +182,11 @@ def retrieve_model_explanation(
     per_class_imp). shap_values is a list of (rows, columns) arrays, one per class, for
     classification and one (rows, columns) array for regression, in raw columns.
     """
+    import os
+
     from mlflow import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri)
     run_id = run_or_run_id if isinstance(run_or_run_id, str) else run_or_run_id.info.run_id
     run = client.get_run(run_id)

@@ -71,6 +71,7 @@ class Tracker:
         overrides: list[str],
         data_summary: dict[str, Any],
         primary_metric: str,
+        tags: dict[str, str] | None = None,
     ) -> str:
         from mlflow.entities import Param, RunTag
 
@@ -81,6 +82,7 @@ class Tracker:
                 "automl.kind": "experiment",
                 "automl.primary_metric": primary_metric,
                 "automl.overrides": " ".join(overrides) or "(none)",
+                **(tags or {}),
             },
         )
         self.parent_id = run.info.run_id

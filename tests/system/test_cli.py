@@ -215,3 +215,25 @@ def test_verbosity_and_debug_log(tmp_path):
     assert "ITERATION" in debug
     assert re.search(r"DEBUG iteration \d+ failed:", debug)
     assert "RuntimeError: this estimator always fails" in debug
+
+
+@pytest.mark.slow
+def test_multirun_prints_a_sweep_summary_and_logs_a_sweep_run(tmp_path):
+    out = cli(["-m", "data=iris,wine", "automl.iterations=2", "automl.model_explainability=false"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"sweep summary \(2 jobs, outputs/multirun/", out.stdout)
+    run_id = re.search(r"sweep run:\s+([0-9a-f]{32})", out.stdout).group(1)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow' / 'mlflow.db'}")
+    sweep = client.get_run(run_id)
+    assert sweep.data.tags["automl.kind"] == "sweep"
+    jobs = sweep.data.tags["automl.jobs"].split(",")
+    assert len(jobs) == 2
+    for parent_id in jobs:
+        parent = client.get_run(parent_id)
+        assert parent.data.tags["automl.sweep_run_id"] == run_id
+        assert parent.data.tags["automl.data"] in ("iris", "wine")
+        assert parent_id in out.stdout
+    summary = client.download_artifacts(run_id, "sweep_summary.csv", str(tmp_path))
+    assert Path(summary).read_text().count("\n") == 3
