@@ -62,6 +62,11 @@ class RayExecutor:
     def in_flight(self) -> int:
         return len(self._running)
 
+    def shared_data(self) -> PreparedData:
+        """The data as stored in the object store; numeric arrays are read-only views of it."""
+        data: PreparedData = self._ray.get(self.data_ref)
+        return data
+
     def submit(self, iteration: int, candidate: Candidate) -> None:
         ref = self._task.remote(iteration, candidate, self.data_ref)
         self._running[ref] = _InFlight(iteration, candidate, time.monotonic())

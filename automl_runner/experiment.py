@@ -241,6 +241,10 @@ def _prepare_and_run(
                 memory_mb=cfg.compute.memory_mb_per_iteration,
                 max_retries=cfg.compute.max_retries,
             )
+            # from here on the driver reads the object-store copy (zero-copy for numeric
+            # arrays) and lets its own copy go: one copy of the data in memory, not two
+            prepared = executor.shared_data()
+            dataset.X, dataset.y, dataset.X_valid = prepared.X, prepared.y, prepared.X_valid
             return _run(
                 cfg, overrides, tags, dataset, space, prepared, tracker, executor, concurrency
             )
