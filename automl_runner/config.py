@@ -16,24 +16,28 @@ from omegaconf import MISSING
 
 # --- compute -------------------------------------------------------------------------------
 @dataclass
-class LocalCompute:
+class _Compute:
     # which compute mode this is; set by the option, not by the user
-    kind: str = "local"
-    # CPUs the in-process Ray instance may use; null = all of this machine's
-    num_cpus: int | None = None
+    kind: str = MISSING
     # CPUs each iteration reserves (estimators run single-threaded inside)
     cpus_per_iteration: float = 1.0
     # memory each iteration reserves, in MB; null = no reservation
     memory_mb_per_iteration: int | None = None
-    # times an iteration is rerun when its worker process dies (e.g. out of memory)
+    # times an iteration is rerun (elsewhere) when its node or worker process dies
     max_retries: int = 2
-    # extra keyword arguments for ray.init (runtime_env, object_store_memory, ...)
+    # extra keyword arguments for ray.init (runtime_env, namespace, object_store_memory, ...)
     init: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class RayCompute:
-    # which compute mode this is; set by the option, not by the user
+class LocalCompute(_Compute):
+    kind: str = "local"
+    # CPUs the in-process Ray instance may use; null = all of this machine's
+    num_cpus: int | None = None
+
+
+@dataclass
+class RayCompute(_Compute):
     kind: str = "ray"
     # address of the Ray head, HOST:PORT (or "auto" to find the local cluster)
     address: str = MISSING
@@ -43,16 +47,8 @@ class RayCompute:
     min_nodes: int = 1
     # how long to wait for min_nodes before giving up, in minutes
     timeout_minutes: float = 20.0
-    # CPUs each iteration reserves
-    cpus_per_iteration: float = 1.0
-    # memory each iteration reserves, in MB; null = no reservation
-    memory_mb_per_iteration: int | None = None
     # this machine's IP as the cluster knows it (Ray's _node_ip_address); null = Ray's guess
     node_ip_address: str | None = None
-    # times an iteration is rerun elsewhere when its node or worker process dies
-    max_retries: int = 2
-    # extra keyword arguments for ray.init (runtime_env, namespace, ...)
-    init: dict[str, Any] = field(default_factory=dict)
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +47,37 @@ class Tracker:
         # the model is ours, pickled on our driver: its pickle caution is noise here
         logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
         self.uri, artifact_root = store_uri(tracking)
+        self.experiment_name = experiment_name
+        lock = None
         if tracking.kind == "local":
-            Path(tracking.store_dir).expanduser().mkdir(parents=True, exist_ok=True)
+            root = Path(tracking.store_dir).expanduser()
+            root.mkdir(parents=True, exist_ok=True)
+            lock = root / ".lock"
         # log_model reads the global URI; set it here, the one place that writes
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
-        self.experiment_name = experiment_name
-        found = self.client.get_experiment_by_name(experiment_name)
-        if found is None:
-            self.experiment_id = self.client.create_experiment(
-                experiment_name, artifact_location=artifact_root
-            )
-        else:
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            self.experiment_id = found.experiment_id
+        # several runners (a sweep's jobs, two commands in one folder) may open a fresh
+        # embedded store at once; MLflow's schema migration is not safe to run twice
+        # concurrently, so the first open and the experiment lookup happen under a lock
+        with _file_lock(lock):
+            self.client = MlflowClient(self.uri)
+            self.experiment_id = self._experiment(experiment_name, artifact_root)
         self.parent_id: str | None = None
+
+    def _experiment(self, name: str, artifact_root: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is None:
+            try:
+                return str(self.client.create_experiment(name, artifact_location=artifact_root))
+            except MlflowException:
+                # another runner created it between our lookup and create (tracking servers)
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            self.client.restore_experiment(found.experiment_id)
+        return str(found.experiment_id)
 
     # --- parent run ------------------------------------------------------------------
     def start_parent(
@@ -212,6 +229,25 @@ class Tracker:
             filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
             max_results=10000,
         )
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (no-op for None or where fcntl is missing)."""
+    if path is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no fcntl; MLflow's own retries are all there is
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -53,14 +53,19 @@ def test_sweep_of_two_data_sets_runs_each_job_as_a_ray_task(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_four_parallel_jobs_share_one_fresh_sqlite_store(tmp_path: Path) -> None:
-    data = ["iris", "wine", "breast_cancer", "digits"]
+def test_four_parallel_jobs_share_one_fresh_sqlite_store_and_print_a_sweep_summary(
+    tmp_path: Path,
+) -> None:
+    # the sweep: 2 data sets x 2 metrics; two jobs per experiment name open the
+    # fresh store and create their experiment at the same moment
     out = runner(
         [
             "-m",
-            f"data={','.join(data)}",
+            "data=digits,wine",
+            "automl.primary_metric=AUC_weighted,accuracy",
             "automl.iterations=2",
             "automl.n_cross_validations=2",
+            "automl.model_explainability=false",
             "hydra/launcher=ray",
             "hydra.launcher.num_cpus=2",
         ],
@@ -69,15 +74,35 @@ def test_four_parallel_jobs_share_one_fresh_sqlite_store(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr[-3000:]
     assert "database is locked" not in out.stdout + out.stderr
     parents = []
-    for name in data:
+    for name in ("digits", "wine"):
         found, children = experiment_runs(tmp_path, f"automl-{name}")
-        assert len(found) == 1 and found[0].info.status == "FINISHED", name
-        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children), name
+        assert len(found) == 2 and all(p.info.status == "FINISHED" for p in found), name
+        assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children), name
         parents += found
-    # the four experiments really ran at the same time: every pair of parent runs overlaps
-    latest_start = max(p.info.start_time for p in parents)
-    earliest_end = min(p.info.end_time for p in parents)
-    assert latest_start < earliest_end
+    assert sorted(p.data.tags["automl.primary_metric"] for p in parents) == [
+        "AUC_weighted",
+        "AUC_weighted",
+        "accuracy",
+        "accuracy",
+    ]
+    # the jobs ran at the same time: their parent runs add up to more than the sweep's span
+    busy = sum(p.info.end_time - p.info.start_time for p in parents)
+    span = max(p.info.end_time for p in parents) - min(p.info.start_time for p in parents)
+    assert busy > 1.2 * span  # run one after another, they would add up to less than the span
+    # one table across the jobs, and a sweep run every job's parent run points to
+    assert "sweep summary (4 jobs, outputs/multirun/" in out.stdout
+    sweep_ids = {
+        p.data.tags.get("automl.sweep_run_id")
+        for p in (
+            MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow' / 'mlflow.db'}").get_run(
+                p.info.run_id
+            )
+            for p in parents
+        )
+    }
+    assert len(sweep_ids) == 1 and None not in sweep_ids
+    for p in parents:
+        assert p.info.run_id in out.stdout
 
 
 def test_spread_jobs_with_the_local_store_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -219,7 +219,10 @@ def test_verbosity_and_debug_log(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_prints_a_sweep_summary_and_logs_a_sweep_run(tmp_path):
-    out = cli(["-m", "data=iris,wine", "automl.iterations=2", "automl.model_explainability=false"], tmp_path)
+    out = cli(
+        ["-m", "data=iris,wine", "automl.iterations=2", "automl.model_explainability=false"],
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert re.search(r"sweep summary \(2 jobs, outputs/multirun/", out.stdout)
     run_id = re.search(r"sweep run:\s+([0-9a-f]{32})", out.stdout).group(1)

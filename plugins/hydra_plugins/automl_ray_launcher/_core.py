@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, open_dict
 
-from . import _stores
 from ._plan import PIN, SPREAD, LauncherConfigError, Plan, make_plan
 from .ray_launcher import AutoMLRayLauncher
 
@@ -73,12 +71,7 @@ def launch(
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    uris = _stores.local_store_uris(configs)
-    # the stores are created and migrated while Ray starts
-    with ThreadPoolExecutor(1) as pool:
-        stores_ready = pool.submit(_stores.prepare, uris)
-        _connect(plan, launcher.init)
-        stores_ready.result()
+    _connect(plan, launcher.init)
     log.info(
         "Ray launcher is launching %d jobs on %s, sweep output dir: %s",
         len(configs),
