@@ -107,6 +107,12 @@ def _fit(pipe: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Any:
     return pipe.fit(X, y)
 
 
+def _in_place(pipeline: Any) -> None:
+    for _, step in pipeline.steps[:-1]:
+        if "copy" in step.get_params(deep=False):
+            step.set_params(copy=False)
+
+
 def _fold(data: PreparedData, model: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Fold:
     y_pred = np.asarray(model.predict(X))
     y_score = None
@@ -136,6 +142,9 @@ def evaluate(data: PreparedData, candidate: Candidate) -> dict[str, list[float]]
             assert data.y_valid is not None
             fold = _fold(data, model, data.X_valid, data.y_valid, None)
         else:
+            # fold rows are this task's own copy: transform them in place instead of
+            # holding another copy per step (the logged model keeps copy=True)
+            _in_place(model)
             _fit(model, _rows(data.X, train), data.y[train], None if w is None else w[train])
             fold = _fold(
                 data, model, _rows(data.X, valid), data.y[valid], None if w is None else w[valid]
