@@ -35,14 +35,17 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from . import config as _config  # noqa: F401  (stores the schemas)
-    from .cli import one_line
+    from .errors import one_line
 
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
+    # composing creates Hydra's process-wide singletons (version base, job runtime,
+    # plugins); put the caller's back afterwards so a later Hydra app starts clean
+    saved = dict(Singleton._instances)
+    GlobalHydra.instance().clear()
     try:
         with initialize_config_module("automl_runner.conf", version_base="1.3"):
             return hydra_compose("config", overrides=list(overrides or []))
@@ -51,6 +54,10 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
         if line is None:
             raise
         raise UserError(line) from ex
+    finally:
+        GlobalHydra.instance().clear()
+        Singleton._instances.clear()
+        Singleton._instances.update(saved)
 
 
 def run(overrides: list[str] | None = None) -> ExperimentResult:

@@ -30,9 +30,13 @@ SLEEPY = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
-    """One real Ray instance (2 CPUs) shared by the in-process experiments."""
+    """One real Ray instance (2 CPUs) shared by a module's in-process experiments.
+
+    Shut down at the end of the module, so later modules (the launcher's suites) start
+    from a process with no Ray connection.
+    """
     import ray
 
     ray.init(
