@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import mlflow_runs
 from mlflow import MlflowClient
+from system.test_cli import cli
 
 from ._ray_env import RAY_ENV
 
-EXE = shutil.which("automl-runner")
-
 
 def runner(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [EXE, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **RAY_ENV},
-    )
+    return cli(args, cwd, env=RAY_ENV, timeout=timeout)
 
 
 def experiment_runs(tmp_path: Path, name: str):
