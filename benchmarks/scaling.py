@@ -108,7 +108,7 @@ def get_data():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--gigabytes", type=float, default=1.0)
     parser.add_argument("--only", choices=["throughput", "memory"], default=None)
     args = parser.parse_args()
