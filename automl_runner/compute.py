@@ -36,12 +36,21 @@ def _alive_nodes() -> list[dict]:
     return [n for n in ray.nodes() if n.get("Alive")]
 
 
+def keep_local_ray_on_loopback() -> None:
+    """A single-machine Ray instance listens on 127.0.0.1, not this machine's outward IP.
+
+    Ray reads the setting once, when it is imported; a process that imported Ray already
+    keeps Ray's default.
+    """
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 @contextmanager
 def connect(compute: DictConfig) -> Iterator[Cluster]:
     """Start or join Ray; shut down on exit only what was started here."""
-    if compute.kind == "local" and "ray" not in sys.modules:
-        # a single-machine instance listens on loopback only (Ray reads this at import)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if compute.kind == "local":
+        keep_local_ray_on_loopback()
     import ray
 
     started = False

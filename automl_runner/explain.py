@@ -162,14 +162,7 @@ def output_kind(model: Any, explainer: str, task: str) -> str:
         return "log-odds" if "GradientBoosting" in name else "probability"
     if explainer == "linear":
         return "decision_function"
-    return "probability" if _has_proba(model) else "decision_function"
-
-
-def _has_proba(model: Any) -> bool:
-    try:
-        return hasattr(model, "predict_proba")
-    except AttributeError:  # SGD with hinge loss: the attribute raises
-        return False
+    return "probability" if hasattr(model, "predict_proba") else "decision_function"
 
 
 def model_output(pipeline: Any, X: Any, output: str) -> np.ndarray:

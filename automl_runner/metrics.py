@@ -150,13 +150,11 @@ def score_fold(task: str, fold: Fold) -> dict[str, float]:
     return out
 
 
-def class_scores(model: Any, X: Any, classes: np.ndarray) -> np.ndarray:
+def class_scores(model: Any, X: Any) -> np.ndarray:
     """(n, n_classes) scores: probabilities if the model has them, else decision values."""
+    # hasattr is False where scikit-learn hides predict_proba (SGD hinge, SVC without probability)
     if hasattr(model, "predict_proba"):
-        try:
-            return np.asarray(model.predict_proba(X))
-        except AttributeError:  # e.g. SGD with hinge loss exposes the method but refuses
-            pass
+        return np.asarray(model.predict_proba(X))
     d = np.asarray(model.decision_function(X))
     if d.ndim == 1:  # binary: one column of scores for the positive class
         return np.column_stack([-d, d])

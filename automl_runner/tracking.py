@@ -222,14 +222,6 @@ class Tracker:
             self.client.set_terminated(run_id, RUN_STATUS[result.status])
         return run_id
 
-    def iteration_runs(self) -> list[Any]:
-        assert self.parent_id
-        return self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
-            max_results=10000,
-        )
-
 
 @contextmanager
 def _file_lock(path: Path | None) -> Iterator[None]:

@@ -68,7 +68,6 @@ class IterationResult:
     node: str = ""
     log: str = ""
     error: str | None = None
-    attempts: int = 1
 
     def mean(self, metric: str) -> float | None:
         scores = self.fold_scores.get(metric)
@@ -118,7 +117,7 @@ def _fold(data: PreparedData, model: Any, X: Any, y: np.ndarray, weight: np.ndar
     y_score = None
     if data.task == "classification":
         assert data.classes is not None
-        raw = class_scores(model, X, model.classes_)
+        raw = class_scores(model, X)
         # align the model's class columns with every class of the data set
         y_score = np.full((raw.shape[0], len(data.classes)), np.min(raw) - 1.0)
         index = {c: i for i, c in enumerate(data.classes)}
@@ -200,17 +199,18 @@ def raw_names(X: Any) -> list[str]:
 
 
 def explain_best(model: Any, data: PreparedData, settings: dict[str, Any]) -> tuple[Any, Any]:
-    """(Explanation, the raw rows it explains) for the refit best pipeline."""
+    """(Explanation, the raw rows it explains) for the refit best pipeline.
+
+    `settings`: `rows` (how many to explain) plus explain_pipeline's keyword arguments.
+    """
     from .explain import explain_pipeline
 
+    options = dict(settings)
+    wanted = options.pop("rows")
     source = data.X_valid if data.X_valid is not None else data.X
     n = source.shape[0]
     rng = np.random.default_rng(data.seed)
-    idx = (
-        np.arange(n)
-        if n <= settings["rows"]
-        else np.sort(rng.choice(n, settings["rows"], replace=False))
-    )
+    idx = np.arange(n) if n <= wanted else np.sort(rng.choice(n, wanted, replace=False))
     rows = _rows(source, idx)
     explanation = explain_pipeline(
         model,
@@ -219,11 +219,7 @@ def explain_best(model: Any, data: PreparedData, settings: dict[str, Any]) -> tu
         task=data.task,
         classes=None if data.classes is None else list(data.classes),
         raw_names=raw_names(data.X),
-        explainer=settings["explainer"],
-        background_size=settings["background_size"],
-        kernel_kmeans=settings["kernel_kmeans"],
-        kernel_rows=settings["kernel_rows"],
-        kernel_nsamples=settings["kernel_nsamples"],
         seed=data.seed,
+        **options,
     )
     return explanation, _rows(rows, np.arange(explanation.shap_engineered.shape[1]))

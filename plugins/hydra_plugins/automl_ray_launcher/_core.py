@@ -65,10 +65,11 @@ def launch(
             cfg.hydra.job.num = initial_job_idx + offset
         configs.append(cfg)
     plan = make_plan(launcher.address, launcher.num_cpus, launcher.spread_jobs, configs)
-    if plan.address is None and "ray" not in sys.modules:
-        # as compute=local does: a single-machine instance keeps 127.0.0.1 instead of
-        # swapping in this machine's outward IP (Ray reads this once, at import)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if plan.address is None:
+        # as compute=local does
+        from automl_runner.compute import keep_local_ray_on_loopback
+
+        keep_local_ray_on_loopback()
     import ray
 
     _connect(plan, launcher.init)
