@@ -1,7 +1,8 @@
 """Run iterations: on Ray (every compute mode), or serially in-process for debugging.
 
 ``submit`` starts an iteration, ``next_done`` blocks until one finishes or passes its
-timeout (then it is killed and returned as TIMEOUT), ``cancel_all`` kills what is left.
+timeout (then it is killed and returned as TIMEOUT), ``cancel`` kills one iteration (a
+user's request) and ``cancel_all`` kills what is left.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class RayExecutor:
     def in_flight(self) -> int:
         return len(self._running)
 
+    def running(self) -> dict[int, Candidate]:
+        """Iteration number -> candidate of what is in flight."""
+        return {f.iteration: f.candidate for f in self._running.values()}
+
     def shared_data(self) -> PreparedData:
         """The data as stored in the object store; numeric arrays are read-only views of it."""
         data: PreparedData = self._ray.get(self.data_ref)
@@ -89,6 +94,18 @@ class RayExecutor:
                     return self._kill(ref, TIMEOUT, f"iteration ran past {self.timeout_s:.0f} s")
             if deadline is not None and now >= deadline:
                 return None
+        return None
+
+    def cancel(self, iteration: int, reason: str) -> IterationResult | None:
+        """Kill one running iteration (CANCELLED); None if it is not running.
+
+        One that has already finished is left for ``next_done`` to collect: its result is
+        real, and a cancel arriving after it would only hide it.
+        """
+        for ref, f in list(self._running.items()):
+            if f.iteration == iteration:
+                ready, _ = self._ray.wait([ref], timeout=0)
+                return None if ready else self._kill(ref, CANCELLED, reason)
         return None
 
     def cancel_all(self, reason: str = "experiment stopped") -> list[IterationResult]:
@@ -148,6 +165,9 @@ class SerialExecutor:
     def in_flight(self) -> int:
         return len(self._queue)
 
+    def running(self) -> dict[int, Candidate]:
+        return dict(self._queue)
+
     def submit(self, iteration: int, candidate: Candidate) -> None:
         self._queue.append((iteration, candidate))
 
@@ -155,6 +175,13 @@ class SerialExecutor:
         if not self._queue:
             return None
         return run_iteration(*self._queue.pop(0), self.data)
+
+    def cancel(self, iteration: int, reason: str) -> IterationResult | None:
+        for i, c in self._queue:
+            if i == iteration:
+                self._queue.remove((i, c))
+                return IterationResult(i, c, CANCELLED, error=reason, log=reason)
+        return None
 
     def cancel_all(self, reason: str = "experiment stopped") -> list[IterationResult]:
         out = [IterationResult(i, c, CANCELLED, error=reason) for i, c in self._queue]
