@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,14 @@ class Candidate:
             sort_keys=True,
             default=str,
         )
+
+    def to_json(self) -> str:
+        """Every field, so a resumed experiment rebuilds this exact candidate from MLflow."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Candidate:
+        return cls(**json.loads(text))
 
     def params(self) -> dict[str, Any]:
         """Flat name -> value, as logged to MLflow."""

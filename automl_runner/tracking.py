@@ -23,8 +23,10 @@ from .worker import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult
 log = logging.getLogger(__name__)
 
 RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", TIMEOUT: "KILLED", CANCELLED: "KILLED"}
+# a child run's candidate (JSON of every field) and its per-fold scores of every metric
+CANDIDATE_TAG, SCORES_TAG = "automl.candidate", "automl.fold_scores"
 # MLflow's limits on one log_batch call and on a param value
-_BATCH_PARAMS, _PARAM_CHARS = 100, 6000
+_BATCH_PARAMS, _PARAM_CHARS, _TAG_CHARS = 100, 6000, 8000
 
 
 def store_uri(tracking: DictConfig) -> tuple[str, str | None]:
@@ -86,11 +88,16 @@ class Tracker:
         config: dict[str, Any],
         config_yaml: str,
         overrides: list[str],
-        data_summary: dict[str, Any],
+        data_summary: dict[str, Any] | None,
         primary_metric: str,
         tags: dict[str, str] | None = None,
     ) -> str:
-        from mlflow.entities import Param, RunTag
+        """Create the parent run with its config; `data_summary` may follow later.
+
+        A submitted experiment's run is created by the submitter, before the job that
+        loads the data starts; that job logs the summary with ``log_data_summary``.
+        """
+        from mlflow.entities import Param
 
         run = self.client.create_run(
             self.experiment_id,
@@ -107,17 +114,34 @@ class Tracker:
         flat["search_space.estimators"] = ",".join(
             config.get("search_space", {}).get("estimators", {})
         )
-        flat.update(
-            {f"data_summary.{k}": v for k, v in data_summary.items() if not isinstance(v, dict)}
-        )
         params = [Param(k, _param_value(v)) for k, v in flat.items()]
         for i in range(0, len(params), _BATCH_PARAMS):
             self.client.log_batch(self.parent_id, params=params[i : i + _BATCH_PARAMS])
-        self.client.log_batch(self.parent_id, tags=[RunTag("automl.data", data_summary["name"])])
         self.client.log_text(self.parent_id, config_yaml, "config/config.yaml")
         self.client.log_text(self.parent_id, "\n".join(overrides) + "\n", "config/overrides.txt")
-        self.client.log_dict(self.parent_id, data_summary, "data_summary.json")
+        if data_summary is not None:
+            self.log_data_summary(data_summary)
         return self.parent_id
+
+    def log_data_summary(self, data_summary: dict[str, Any]) -> None:
+        from mlflow.entities import Param, RunTag
+
+        assert self.parent_id
+        params = [
+            Param(f"data_summary.{k}", _param_value(v))
+            for k, v in data_summary.items()
+            if not isinstance(v, dict)
+        ]
+        self.client.log_batch(
+            self.parent_id, params=params, tags=[RunTag("automl.data", data_summary["name"])]
+        )
+        self.client.log_dict(self.parent_id, data_summary, "data_summary.json")
+
+    def attach_parent(self, run_id: str) -> None:
+        """Write into an existing parent run (a resumed or submitted experiment), RUNNING again."""
+        self.parent_id = run_id
+        self.experiment_id = str(self.client.get_run(run_id).info.experiment_id)
+        self.client.update_run(run_id, status="RUNNING")
 
     def log_best(self, metric: str, value: float, step: int) -> None:
         assert self.parent_id
@@ -129,6 +153,7 @@ class Tracker:
         metrics: dict[str, float],
         tags: dict[str, str],
         leaderboard_csv: str | None,
+        step: int = 0,
     ) -> None:
         from mlflow.entities import Metric, RunTag
 
@@ -138,7 +163,7 @@ class Tracker:
         try:
             self.client.log_batch(
                 self.parent_id,
-                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
                 tags=[RunTag(k, str(v)) for k, v in tags.items()],
             )
             if leaderboard_csv is not None:
@@ -213,7 +238,15 @@ class Tracker:
                 run_id,
                 metrics=metrics,
                 params=params[:_BATCH_PARAMS],
-                tags=[RunTag("automl.family", c.family)],
+                tags=[
+                    RunTag("automl.family", c.family),
+                    # what a resumed experiment reads back (see resume.py)
+                    RunTag(CANDIDATE_TAG, self._long_tag(run_id, c.to_json(), "candidate.json")),
+                    RunTag(
+                        SCORES_TAG,
+                        self._long_tag(run_id, json.dumps(result.fold_scores), "fold_scores.json"),
+                    ),
+                ],
             )
             if result.log:
                 name = "traceback.txt" if result.status == FAILED else "iteration.log"
@@ -221,6 +254,20 @@ class Tracker:
         finally:
             self.client.set_terminated(run_id, RUN_STATUS[result.status])
         return run_id
+
+    def _long_tag(self, run_id: str, text: str, artifact: str) -> str:
+        """`text` as a tag value, or, past MLflow's tag limit, "@<artifact>" holding it."""
+        if len(text) <= _TAG_CHARS:
+            return text
+        self.client.log_text(run_id, text, artifact)
+        return f"@{artifact}"
+
+
+def read_long_tag(client: Any, run_id: str, value: str) -> str:
+    """The text a `_long_tag` value stands for."""
+    if not value.startswith("@"):
+        return value
+    return Path(client.download_artifacts(run_id, value[1:])).read_text()
 
 
 @contextmanager
