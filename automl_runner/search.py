@@ -17,6 +17,8 @@ from .space import Candidate, SearchSpace
 class Strategy(Protocol):
     def ask(self, n: int) -> list[Candidate]: ...
 
+    # also told candidates it never asked (a resumed experiment's finished iterations);
+    # a strategy must not propose those again
     def tell(self, candidate: Candidate, score: float | None) -> None: ...
 
 
@@ -46,14 +48,18 @@ class PortfolioRandomSearch:
     def ask(self, n: int) -> list[Candidate]:
         out = []
         for _ in range(n):
+            # a resumed experiment told us some portfolio entries already ran
+            while self.portfolio and self.portfolio[0].key() in self.seen:
+                self.portfolio.pop(0)
             candidate = self.portfolio.pop(0) if self.portfolio else self._sample()
             self.seen.add(candidate.key())
             out.append(candidate)
         return out
 
     def tell(self, candidate: Candidate, score: float | None) -> None:
-        # random search does not learn; a model-based strategy would update here
-        return None
+        # random search does not learn from scores (a model-based strategy would update
+        # here); it only never proposes a candidate it was told about again
+        self.seen.add(candidate.key())
 
     def _sample(self) -> Candidate:
         candidate = None
