@@ -14,6 +14,8 @@ from . import config as _config  # noqa: F401  (stores the schemas before compos
 from .errors import UserError, one_line
 
 PROG = "automl-runner"
+# the shell's code for a command ended by SIGINT
+INTERRUPTED = 130
 _hydra_run_and_report = hydra_utils.run_and_report
 
 
@@ -22,7 +24,7 @@ def _app(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .experiment import run_experiment
+    from .experiment import Interrupted, run_experiment
 
     try:
         if cfg.explain.only:
@@ -45,6 +47,17 @@ def _app(cfg: DictConfig) -> float | None:
         # exit from inside the job: Hydra would add a line of its own to a failed job
         _fail(str(ex))
         return None
+    except Interrupted as ex:
+        # Ctrl-C twice or SIGTERM: the run is marked KILLED already; no traceback
+        sys.stderr.write(f"{PROG}: {ex}\n")
+        sys.exit(INTERRUPTED)
+    if result.status == "KILLED":
+        # Ctrl-C once: the best so far is logged (see the summary), the run ended KILLED
+        sys.stderr.write(
+            f"{PROG}: stopped by Ctrl-C; run {result.parent_run_id} ended KILLED with the best "
+            f"so far (resume it with automl.resume={result.parent_run_id})\n"
+        )
+        sys.exit(INTERRUPTED)
     # a sweeper optimising over runs reads this
     return result.best_score
 

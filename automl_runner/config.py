@@ -119,6 +119,8 @@ class AutoMLConfig:
     debug_log: str | None = None
     # explain the best model with SHAP after the search (settings in the explain group)
     model_explainability: bool = True
+    # continue an interrupted experiment: its MLflow parent run id; null = a new experiment
+    resume: str | None = None
 
 
 # --- search space --------------------------------------------------------------------------

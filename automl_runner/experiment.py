@@ -2,6 +2,10 @@
 
 validate -> load data -> connect compute -> loop(ask, submit, next_done, tell, log, row)
 -> refit best -> log model -> summary.
+
+The loop is steerable (control.py): while it waits it reads requests from the parent run
+(stop, cancel iteration n) and writes its progress there; Ctrl-C once is a stop, twice
+exits at once. ``automl.resume`` continues an earlier parent run (resume.py).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from . import console
+from . import resume as resuming
 from .compute import connect
+from .control import CANCEL, POLL_SECONDS, STOP, DriverChannel, Interrupts
 from .data import Dataset, experiment_name, load
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
@@ -37,6 +44,15 @@ log = logging.getLogger(__name__)
 
 class NoModelError(UserError):
     """No iteration completed, so there is no best model to refit."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The driver was told to end at once (Ctrl-C twice, SIGTERM); its run ended KILLED."""
+
+    def __init__(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        where = f"; run {run_id} ended KILLED (resume it with automl.resume={run_id})"
+        super().__init__(f"interrupted{where if run_id else ''}")
 
 
 @dataclass
@@ -204,6 +220,9 @@ def _prepare_and_run(
 ) -> ExperimentResult:
     automl = cfg.automl
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    if automl.resume:
+        # a resume that cannot be is refused before the data loads or Ray starts
+        _check_resume(cfg)
 
     dataset = load(cfg.data, automl)
     space = SearchSpace.from_config(cfg, sparse_input=dataset.is_sparse)
@@ -250,6 +269,59 @@ def _prepare_and_run(
             )
 
 
+def _check_resume(cfg: DictConfig) -> None:
+    from mlflow import MlflowClient
+
+    uri = store_uri(cfg.tracking)[0]
+    if cfg.tracking.kind == "local" and not (Path(uri.removeprefix("sqlite:///")).is_file()):
+        # MlflowClient would create an empty store there
+        raise ConfigError("automl.resume", cfg.automl.resume, f"no MLflow store at {uri}")
+    client = MlflowClient(uri)
+    resuming.open_run(client, cfg.automl.resume, uri)
+    resuming.check_same_search(client, cfg.automl.resume, cfg)
+
+
+def _attach(
+    tracker: Tracker, cfg: DictConfig, overrides: list[str], summary: dict
+) -> resuming.Previous:
+    """Continue the parent run `automl.resume` names; what its iterations left, read back."""
+    run_id = cfg.automl.resume
+    run = resuming.open_run(tracker.client, run_id, tracker.uri)
+    previous = resuming.read_previous(tracker.client, run)
+    tracker.attach_parent(run_id)
+    if not previous.has_data_summary:
+        tracker.log_data_summary(summary)
+    if run.data.tags.get("automl.state") != "SUBMITTED":
+        resumes = int(run.data.tags.get("automl.resumes", "0")) + 1
+        tracker.client.set_tag(run_id, "automl.resumes", str(resumes))
+        tracker.client.log_text(
+            run_id, "\n".join(overrides) + "\n", f"config/overrides-resume-{resumes}.txt"
+        )
+        log.info(
+            "resuming run %s: %d finished iteration(s) read back from MLflow, "
+            "%d to go, numbered from %d",
+            run_id,
+            len(previous.results),
+            max(0, cfg.automl.iterations - len(previous.results)),
+            previous.next_iteration,
+        )
+    return previous
+
+
+def _tell(search: Any, r: IterationResult, metric: str) -> None:
+    """The one place that reports a finished iteration to the search strategy."""
+    search.tell(r.candidate, r.mean(metric))
+
+
+def _counts(results: list[IterationResult]) -> dict[str, int]:
+    return {
+        "completed": sum(r.status == COMPLETED for r in results),
+        "failed": sum(r.status == FAILED for r in results),
+        "timed_out": sum(r.status == TIMEOUT for r in results),
+        "cancelled": sum(r.status == CANCELLED for r in results),
+    }
+
+
 def _run(
     cfg: DictConfig,
     overrides: list[str],
@@ -265,18 +337,29 @@ def _run(
     metric = automl.primary_metric
     started = time.monotonic()
     summary = dataset.summary(automl.task)
-    config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
-    parent_id = tracker.start_parent(
-        run_name=f"{tracker.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        config=config,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-        overrides=overrides,
-        data_summary=summary,
-        primary_metric=metric,
-        tags=tags,
-    )
+    if automl.resume:
+        previous = _attach(tracker, cfg, overrides, summary)
+        parent_id = str(automl.resume)
+    else:
+        previous = resuming.Previous()
+        parent_id = tracker.start_parent(
+            run_name=run_name(tracker.experiment_name),
+            config=config_dict(cfg),
+            config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+            overrides=overrides,
+            data_summary=summary,
+            primary_metric=metric,
+            tags=tags,
+        )
     result = ExperimentResult(tracker.uri, tracker.experiment_id, parent_id, "RUNNING", metric)
     search = PortfolioRandomSearch(space, seed=automl.seed)
+    for r in previous.results:
+        _tell(search, r, metric)
+        score = r.mean(metric)
+        if score is not None and better(metric, score, result.best_score):
+            result.best = r
+        result.results.append(r)
+    result.run_ids.update(previous.run_ids)
     log.info(
         "experiment %s: %s, %d rows x %d features, %d iterations, %d at a time",
         tracker.experiment_name,
@@ -289,7 +372,7 @@ def _run(
     console.header(metric)
 
     def record(r: IterationResult) -> None:
-        search.tell(r.candidate, r.mean(metric))
+        _tell(search, r, metric)
         score = r.mean(metric)
         if score is not None and better(metric, score, result.best_score):
             result.best = r
@@ -304,52 +387,156 @@ def _run(
         if r.status == FAILED:
             log.debug("iteration %d failed:\n%s", r.iteration, r.error)
 
-    deadline = None
-    if automl.experiment_timeout_minutes is not None:
-        deadline = started + automl.experiment_timeout_minutes * 60
-    status = "FAILED"
-    try:
-        launched, search_start = 0, time.monotonic()
-        while True:
-            free = concurrency - executor.in_flight
-            out_of_time = deadline is not None and time.monotonic() >= deadline
-            if free > 0 and launched < automl.iterations and not out_of_time:
-                for candidate in search.ask(min(free, automl.iterations - launched)):
-                    executor.submit(launched, candidate)
-                    launched += 1
-            if executor.in_flight == 0:
-                break
-            done = executor.next_done(deadline)
-            if done is None:  # experiment_timeout_minutes: stop launching, cancel in flight
-                log.info(
-                    "experiment_timeout_minutes reached: cancelling %d running iteration(s)",
+    channel = DriverChannel(tracker.client, parent_id)
+    interrupts = Interrupts()
+    # why no new iteration starts: a stop request or Ctrl-C
+    stopping: str | None = None
+    number = previous.next_iteration
+    launched_at: dict[int, float] = {}
+    # iterations a cancel request named before they started
+    cancel_at_start: set[int] = set()
+
+    def cancel(n: int) -> str:
+        """Act on a request to cancel iteration n; the answer written back to the run."""
+        r = executor.cancel(n, "cancelled on request")
+        if r is not None:
+            record(r)
+            return "cancelled"
+        done = {x.iteration: x.status for x in result.results}
+        if n in done:
+            return f"ignored: iteration {n} already finished ({done[n]})"
+        if n in executor.running():
+            return f"ignored: iteration {n} finished before the cancel arrived"
+        to_go = automl.iterations - len(result.results) - executor.in_flight
+        if number <= n < number + to_go:
+            cancel_at_start.add(n)
+            return "cancelled before it starts"
+        return f"ignored: this experiment runs no iteration {n}"
+
+    def steer() -> None:
+        """Ctrl-C and the requests on the parent run (read at most once a second)."""
+        nonlocal stopping
+        if interrupts.requested and stopping != "interrupted":
+            stopping = "interrupted"
+            log.warning(
+                "Ctrl-C: no new iterations; cancelling %d running, then refitting the best "
+                "so far (Ctrl-C again to exit at once)",
+                executor.in_flight,
+            )
+        requests = channel.requests()
+        if requests.stop:
+            if not stopping:
+                stopping = "stop requested"
+                log.warning(
+                    "stop requested: no new iterations; cancelling %d running, then "
+                    "refitting the best so far",
                     executor.in_flight,
                 )
-                for r in executor.cancel_all("experiment_timeout_minutes reached"):
-                    record(r)
-                break
-            record(done)
-        result.search_seconds = time.monotonic() - search_start
-        if result.best is None:
-            raise NoModelError(
-                f"no iteration completed ({len(result.results)} failed or timed out); "
-                f"see their tracebacks in MLflow run {parent_id}"
-            )
-        result.model = executor.refit(result.best.candidate)
-        result.model_uri = tracker.log_model(result.model, _input_example(dataset.X))
-        if automl.model_explainability:
-            result.explanation = _explain(cfg, executor, tracker.client, parent_id, result.model)
-        status = "FINISHED"
-    except KeyboardInterrupt:
+            channel.answer(STOP, "stopping")
+        for n in requests.cancel:
+            channel.answer(f"{CANCEL}{n}", cancel(n))
+
+    def progress(state: str | None = None) -> None:
+        running = executor.running()
+        channel.progress(
+            state or ("STOPPING" if stopping else "RUNNING"),
+            {n: (c.description, launched_at.get(n, 0.0)) for n, c in running.items()},
+            _counts(result.results),
+            len(result.results),
+            None
+            if result.best is None
+            else (result.best.iteration, result.best.candidate.description),
+        )
+
+    deadline = None
+    if automl.experiment_timeout_minutes is not None:
+        # a resumed experiment's budget counts the time its earlier drivers spent
+        deadline = started + automl.experiment_timeout_minutes * 60 - previous.elapsed
+    status = "FAILED"
+    try:
+        channel.start(automl.iterations, automl.experiment_timeout_minutes, previous.elapsed)
+        with interrupts.installed():
+            search_start = time.monotonic()
+            while True:
+                steer()
+                free = concurrency - executor.in_flight
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                to_go = automl.iterations - len(result.results) - executor.in_flight
+                asked: list[Any] = []
+                if free > 0 and to_go > 0 and not out_of_time and not stopping:
+                    asked = search.ask(min(free, to_go))
+                    for candidate in asked:
+                        if number in cancel_at_start:
+                            why = "cancelled on request before it started"
+                            record(
+                                IterationResult(number, candidate, CANCELLED, error=why, log=why)
+                            )
+                        else:
+                            executor.submit(number, candidate)
+                            launched_at[number] = time.time()
+                        number += 1
+                if stopping and executor.in_flight:
+                    for r in executor.cancel_all(f"cancelled: {stopping}"):
+                        record(r)
+                progress()
+                if executor.in_flight == 0:
+                    if asked:  # every candidate asked was cancelled before it started
+                        continue
+                    break
+                wait_until = time.monotonic() + POLL_SECONDS
+                done = executor.next_done(
+                    wait_until if deadline is None else min(deadline, wait_until)
+                )
+                if done is not None:
+                    record(done)
+                elif deadline is not None and time.monotonic() >= deadline:
+                    # experiment_timeout_minutes: stop launching, cancel in flight
+                    log.info(
+                        "experiment_timeout_minutes reached: cancelling %d running iteration(s)",
+                        executor.in_flight,
+                    )
+                    for r in executor.cancel_all("experiment_timeout_minutes reached"):
+                        record(r)
+                    break
+            progress("REFITTING")
+            result.search_seconds = time.monotonic() - search_start
+            if result.best is None:
+                if stopping == "interrupted":
+                    raise KeyboardInterrupt
+                raise NoModelError(
+                    f"no iteration completed ({len(result.results)} failed or timed out); "
+                    f"see their tracebacks in MLflow run {parent_id}"
+                )
+            result.model = executor.refit(result.best.candidate)
+            result.model_uri = tracker.log_model(result.model, _input_example(dataset.X))
+            if automl.model_explainability:
+                result.explanation = _explain(
+                    cfg, executor, tracker.client, parent_id, result.model
+                )
+            # Ctrl-C once: the best so far is logged, and the run says it was cut short
+            status = "KILLED" if interrupts.requested else "FINISHED"
+    except KeyboardInterrupt as ex:
         status = "KILLED"
         for r in executor.cancel_all("interrupted"):
             record(r)
-        raise
+        raise Interrupted(parent_id) from ex
     finally:
         result.status = status
-        _finish(tracker, result, time.monotonic() - started)
+        try:
+            channel.close(status)
+        finally:
+            _finish(tracker, result, previous.elapsed + time.monotonic() - started)
     _print_summary(result, cfg)
     return result
+
+
+def run_name(experiment_name: str) -> str:
+    return f"{experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def config_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as a plain dict, as the parent run's params log it."""
+    return {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
 
 
 def _explain_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -444,17 +631,8 @@ def _input_example(X: Any) -> Any:
 
 
 def _finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
-    counts = {
-        s: sum(r.status == s for r in result.results)
-        for s in (COMPLETED, FAILED, TIMEOUT, CANCELLED)
-    }
-    metrics = {
-        "iterations_completed": counts[COMPLETED],
-        "iterations_failed": counts[FAILED],
-        "iterations_timed_out": counts[TIMEOUT],
-        "iterations_cancelled": counts[CANCELLED],
-        "duration_seconds": elapsed,
-    }
+    metrics: dict[str, float] = {f"iterations_{k}": v for k, v in _counts(result.results).items()}
+    metrics["duration_seconds"] = elapsed
     if result.search_seconds is not None:
         metrics["search_seconds"] = result.search_seconds
     tags = {}
@@ -465,7 +643,13 @@ def _finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
             "automl.best_pipeline": result.best.candidate.description,
             "automl.best_run_id": str(result.best_run_id),
         }
-    tracker.finish_parent(result.status, metrics, tags, leaderboard(result).to_csv(index=False))
+    tracker.finish_parent(
+        result.status,
+        metrics,
+        tags,
+        leaderboard(result).to_csv(index=False),
+        step=len(result.results),
+    )
 
 
 def leaderboard(result: ExperimentResult) -> pd.DataFrame:
