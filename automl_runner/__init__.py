@@ -5,6 +5,12 @@ From a notebook, with the same config groups as the command line::
     import automl_runner
     result = automl_runner.run(overrides=["data=wine", "automl.iterations=10"])
     best_run, fitted_pipeline = result.get_output()
+
+or on a Ray cluster, returning at once with a handle that works from any process::
+
+    remote = automl_runner.submit(overrides=["compute=ray", "compute.address=HEAD:6379"])
+    remote.status(); remote.cancel_iteration(3); remote.stop(); remote.wait()
+    best_run, fitted_pipeline = remote.get_output()
 """
 
 from __future__ import annotations
@@ -17,15 +23,18 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from .experiment import ExperimentResult
+    from .remote import RemoteExperiment
 
 __all__ = [
     "ComputeError",
     "ConfigError",
     "DataError",
     "UserError",
+    "attach",
     "compose",
     "retrieve_model_explanation",
     "run",
+    "submit",
 ]
 __version__ = "0.1.0"
 
@@ -66,6 +75,24 @@ def run(overrides: list[str] | None = None) -> ExperimentResult:
 
     cfg = compose(overrides)
     return run_experiment(cfg, list(overrides or []))
+
+
+def submit(overrides: list[str] | None = None, address: str | None = None) -> RemoteExperiment:
+    """Submit an experiment to a Ray cluster as a Ray job; returns at once with a handle.
+
+    The handle has ``status()``, ``wait()``, ``cancel_iteration(n)``, ``stop()``,
+    ``get_output()`` and ``logs()``. `address` is the Ray Jobs API (``http://HEAD:8265``).
+    """
+    from .remote import submit as _submit
+
+    return _submit(overrides, address)
+
+
+def attach(run_id: str, tracking_uri: str | None = None) -> RemoteExperiment:
+    """A handle on an experiment started elsewhere (any process, any machine), by its run id."""
+    from .remote import attach as _attach
+
+    return _attach(run_id, tracking_uri)
 
 
 def retrieve_model_explanation(run_or_run_id: Any, tracking_uri: str | None = None) -> tuple:
