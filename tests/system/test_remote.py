@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,106 +14,8 @@ import pytest
 from conftest import SLOW, mlflow_runs
 from mlflow import MlflowClient
 
+from system.loopback import NODE_IP, RAY_ENV, LoopbackCluster, free_port
 from system.test_cli import cli
-
-# A real multi-node Ray cluster on one machine, kept on loopback: every node (head and
-# workers) takes the address 127.0.0.2, which Ray does not swap for this machine's outward
-# IP as it does 127.0.0.1, and drivers say so with compute.node_ip_address. Clients
-# present the token that `ray start` enables.
-NODE_IP = "127.0.0.2"
-RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
-    "RAY_AUTH_MODE": "token",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LoopbackCluster:
-    """`ray start --head` plus `ray start --address=...` worker nodes, each one process."""
-
-    def __init__(self, head_cpus: int = 1) -> None:
-        self.port = free_port()
-        self.address = f"{NODE_IP}:{self.port}"
-        self.head = self._start(
-            ["--head", f"--port={self.port}", "--include-dashboard=false"], head_cpus
-        )
-        self.workers: list[subprocess.Popen] = []
-        self.wait_for_nodes(1)
-
-    def _start(self, args: list[str], cpus: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            [
-                "ray",
-                "start",
-                "--block",
-                f"--node-ip-address={NODE_IP}",
-                f"--num-cpus={cpus}",
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **RAY_ENV},
-            start_new_session=True,
-        )
-
-    def add_worker(self, cpus: int = 1) -> subprocess.Popen:
-        worker = self._start([f"--address={self.address}"], cpus)
-        self.workers.append(worker)
-        self.wait_for_nodes(1 + len(self.workers))
-        return worker
-
-    def nodes(self) -> list[str]:
-        """Alive node ids, asked from a separate driver."""
-        code = (
-            f"import ray; ray.init(address='{self.address}', _node_ip_address='{NODE_IP}');"
-            "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, **RAY_ENV},
-        )
-        return out.stdout.split() if out.returncode == 0 else []
-
-    def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.nodes()) >= n:
-                return
-            time.sleep(1)
-        self.stop()
-        pytest.fail(f"the loopback Ray cluster did not reach {n} node(s)")
-
-    def kill(self, proc: subprocess.Popen) -> None:
-        # the whole process group: `ray start` and the raylet, object store and workers it started
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        for proc in [*self.workers, self.head]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [*self.workers, self.head]:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill(proc)
-
-    def overrides(self) -> list[str]:
-        return [
-            "compute=ray",
-            f"compute.address={self.address}",
-            f"compute.node_ip_address={NODE_IP}",
-        ]
 
 
 @pytest.fixture(scope="module")

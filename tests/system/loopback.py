@@ -1,0 +1,153 @@
+"""A real multi-node Ray cluster on one machine, kept on loopback, for system tests.
+
+Every node (head and workers) takes the address 127.0.0.2, which Ray does not swap for
+this machine's outward IP as it does 127.0.0.1, and drivers say so with
+compute.node_ip_address. Clients present the token that `ray start` enables. Nodes run
+the tests' own interpreter (`python -m ray.scripts.scripts start`, not whatever `ray` is
+on PATH), so their workers import the package under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+NODE_IP = "127.0.0.2"
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+    "RAY_AUTH_MODE": "token",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoopbackCluster:
+    """`ray start --head` plus `ray start --address=...` worker nodes, each one process.
+
+    With `jobs=True` the head serves the Ray Jobs API (the dashboard) at `jobs_address`;
+    jobs run in `cwd` (their Hydra outputs land there).
+    """
+
+    def __init__(self, head_cpus: int = 1, jobs: bool = False, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.address = f"{NODE_IP}:{self.port}"
+        self.cwd = cwd or Path(tempfile.mkdtemp(prefix="loopback-ray-"))
+        head = ["--head", f"--port={self.port}", f"--ray-client-server-port={free_port()}"]
+        self.jobs_address = None
+        if jobs:
+            dashboard = free_port()
+            head += [
+                "--include-dashboard=true",
+                f"--dashboard-host={NODE_IP}",
+                f"--dashboard-port={dashboard}",
+                f"--dashboard-agent-listen-port={free_port()}",
+            ]
+            self.jobs_address = f"http://{NODE_IP}:{dashboard}"
+        else:
+            head.append("--include-dashboard=false")
+        self.head = self._start(head, head_cpus)
+        self.workers: list[subprocess.Popen] = []
+        self.wait_for_nodes(1)
+        if jobs:
+            self._wait_for_jobs_api()
+
+    def _start(self, args: list[str], cpus: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ray.scripts.scripts",
+                "start",
+                "--block",
+                f"--node-ip-address={NODE_IP}",
+                f"--num-cpus={cpus}",
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **RAY_ENV},
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+
+    def add_worker(self, cpus: int = 1) -> subprocess.Popen:
+        worker = self._start([f"--address={self.address}"], cpus)
+        self.workers.append(worker)
+        self.wait_for_nodes(1 + len(self.workers))
+        return worker
+
+    def nodes(self) -> list[str]:
+        """Alive node ids, asked from a separate driver."""
+        code = (
+            f"import ray; ray.init(address='{self.address}', _node_ip_address='{NODE_IP}');"
+            "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **RAY_ENV},
+        )
+        return out.stdout.split() if out.returncode == 0 else []
+
+    def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.nodes()) >= n:
+                return
+            time.sleep(1)
+        self.stop()
+        pytest.fail(f"the loopback Ray cluster did not reach {n} node(s)")
+
+    def _wait_for_jobs_api(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.jobs_address}/api/version", timeout=2).close()
+                return
+            except urllib.error.HTTPError:
+                return  # it answers (asking for the token): it is up
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        pytest.fail(f"the Ray Jobs API at {self.jobs_address} did not come up")
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        # the whole process group: `ray start` and the raylet, object store and workers it started
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.head]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.head]:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill(proc)
+
+    def overrides(self) -> list[str]:
+        return [
+            "compute=ray",
+            f"compute.address={self.address}",
+            f"compute.node_ip_address={NODE_IP}",
+        ]
