@@ -82,7 +82,7 @@ class ExperimentStatus:
             )
         )
         for n, pipeline, seconds in self.running:
-            lines.append(("running", f"{n:>4}  {pipeline} ({duration(seconds)})"))
+            lines.append(("running", f"{n:<4} {pipeline}, for {duration(seconds)}"))
         if self.best_score is not None:
             where = f"iteration {self.best_iteration}, {self.best_pipeline}"
             lines.append(("best", f"{self.primary_metric} {score(self.best_score)} ({where})"))
