@@ -23,14 +23,23 @@ from omegaconf import DictConfig, OmegaConf
 from . import console
 from .compute import connect
 from .data import Dataset, experiment_name, load
+from .ensemble import ensemble_iterations
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
 from .metrics import better
-from .search import PortfolioRandomSearch
+from .search import make_strategy
 from .space import SearchSpace
 from .tracking import Tracker, store_uri
 from .validate import validate
-from .worker import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult, PreparedData
+from .worker import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    TIMEOUT,
+    IterationResult,
+    PreparedData,
+    node_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +215,9 @@ def _prepare_and_run(
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 
     dataset = load(cfg.data, automl)
-    space = SearchSpace.from_config(cfg, sparse_input=dataset.is_sparse)
+    space = SearchSpace.from_config(
+        cfg, sparse_input=dataset.is_sparse, integer_labels=_integer_labels(dataset)
+    )
     prepared = prepare(dataset, automl)
     name = cfg.tracking.experiment_name or f"automl-{experiment_name(cfg.data)}"
 
@@ -276,7 +287,7 @@ def _run(
         tags=tags,
     )
     result = ExperimentResult(tracker.uri, tracker.experiment_id, parent_id, "RUNNING", metric)
-    search = PortfolioRandomSearch(space, seed=automl.seed)
+    search = make_strategy(automl.search, space, automl.seed, metric)
     log.info(
         "experiment %s: %s, %d rows x %d features, %d iterations, %d at a time",
         tracker.experiment_name,
@@ -289,11 +300,11 @@ def _run(
     console.header(metric)
 
     def record(r: IterationResult) -> None:
-        search.tell(r.candidate, r.mean(metric))
         score = r.mean(metric)
         if score is not None and better(metric, score, result.best_score):
             result.best = r
         result.results.append(r)
+        _keep_best_predictions(result, automl.ensemble_candidates)
         result.run_ids[r.iteration] = tracker.log_iteration(r, metric)
         if result.best_score is not None:
             # step = finished count, so the latest value is the best so far
@@ -307,14 +318,34 @@ def _run(
     deadline = None
     if automl.experiment_timeout_minutes is not None:
         deadline = started + automl.experiment_timeout_minutes * 60
+    # With an iteration budget the search is reproducible: the candidate of iteration i is
+    # asked after exactly iterations 0 .. i-concurrency have been told, in order, whatever
+    # finished first. With a time budget nothing is reproducible anyway, so every result
+    # is told as it arrives and no slot waits.
+    stopper = _Stopper(automl, metric, search, portfolio=_portfolio_size(automl, space))
+    ordered = deadline is None
+    finished: dict[int, IterationResult] = {}
     status = "FAILED"
     try:
         launched, search_start = 0, time.monotonic()
         while True:
-            free = concurrency - executor.in_flight
-            out_of_time = deadline is not None and time.monotonic() >= deadline
-            if free > 0 and launched < automl.iterations and not out_of_time:
-                for candidate in search.ask(min(free, automl.iterations - launched)):
+            while (
+                concurrency - executor.in_flight > 0
+                and launched < automl.iterations
+                and stopper.reason is None
+                and not (deadline is not None and time.monotonic() >= deadline)
+            ):
+                if ordered:
+                    need = max(0, launched - concurrency + 1)
+                    stopper.tell_in_order(finished, need)
+                    if stopper.told < need or stopper.reason is not None:
+                        break
+                    batch = search.ask(1)
+                else:
+                    batch = search.ask(
+                        min(concurrency - executor.in_flight, automl.iterations - launched)
+                    )
+                for candidate in batch:
                     executor.submit(launched, candidate)
                     launched += 1
             if executor.in_flight == 0:
@@ -329,6 +360,27 @@ def _run(
                     record(r)
                 break
             record(done)
+            if ordered:
+                finished[done.iteration] = done
+            else:
+                stopper.tell(done)
+        if ordered:
+            stopper.tell_in_order(finished, launched)
+        if stopper.reason is not None:
+            log.info("search stopped after %d iterations: %s", launched, stopper.reason)
+            tracker.client.set_tag(parent_id, "automl.stopped_early", stopper.reason)
+        for r in ensemble_iterations(
+            result.results,
+            prepared,
+            metric,
+            voting=automl.enable_voting_ensemble,
+            stacking=automl.enable_stack_ensemble,
+            candidates=automl.ensemble_candidates,
+            rounds=automl.ensemble_size,
+            first_iteration=launched,
+            node=node_name(),
+        ):
+            record(r)
         result.search_seconds = time.monotonic() - search_start
         if result.best is None:
             raise NoModelError(
@@ -352,6 +404,94 @@ def _run(
     return result
 
 
+class _Stopper:
+    """Tells results to the search and decides early stopping and the exit score."""
+
+    def __init__(self, automl: DictConfig, metric: str, search: Any, portfolio: int) -> None:
+        self.automl, self.metric, self.search = automl, metric, search
+        self.portfolio = portfolio
+        self.told = 0
+        self.best: float | None = None
+        self.since_best = 0
+        self.reason: str | None = None
+
+    def tell(self, r: IterationResult) -> None:
+        self.search.tell(r)
+        self.told += 1
+        score = r.mean(self.metric)
+        if score is not None and better(self.metric, score, self.best):
+            self.best, self.since_best = score, 0
+        else:
+            self.since_best += 1
+        a = self.automl
+        exit_score = a.experiment_exit_score
+        if (
+            exit_score is not None
+            and self.best is not None
+            and not better(self.metric, float(exit_score), self.best)
+        ):
+            self.reason = f"automl.experiment_exit_score={exit_score} reached ({self.best:.4f})"
+        elif (
+            a.enable_early_stopping
+            and self.told >= max(self.portfolio, a.early_stopping_patience)
+            and self.since_best >= a.early_stopping_patience
+        ):
+            self.reason = (
+                f"early stopping: no improvement in {self.since_best} iterations "
+                f"(automl.early_stopping_patience={a.early_stopping_patience})"
+            )
+
+    def tell_in_order(self, finished: dict[int, IterationResult], upto: int) -> None:
+        """Tell iterations self.told .. upto-1, as far as they have finished."""
+        while self.told < upto and self.told in finished:
+            self.tell(finished.pop(self.told))
+
+
+def _integer_labels(ds: Dataset) -> bool:
+    """Are the class labels exactly 0..k-1 (what XGBoost's classifier accepts)?"""
+    labels = np.unique(ds.y if ds.y_valid is None else np.concatenate([ds.y, ds.y_valid]))
+    if labels.dtype.kind not in "iu":
+        return False
+    return bool(np.array_equal(labels, np.arange(len(labels))))
+
+
+def _portfolio_size(automl: DictConfig, space: SearchSpace) -> int:
+    return len(space.estimators) if automl.search == "tpe" else 0
+
+
+def _keep_best_predictions(result: ExperimentResult, keep: int) -> None:
+    """Drop the out-of-fold predictions of all but the best `keep` iterations (memory)."""
+    held = [r for r in result.results if r.oof is not None]
+    if len(held) <= 2 * keep:
+        return
+    from .metrics import METRICS
+
+    sign = -1.0 if METRICS[result.primary_metric].greater_is_better else 1.0
+
+    def rank(r: IterationResult) -> tuple[float, int]:
+        score = r.mean(result.primary_metric)
+        ok = score is not None and np.isfinite(score)
+        return (sign * score if ok else np.inf, r.iteration)  # type: ignore[operator]
+
+    for r in sorted(held, key=rank)[2 * keep :]:
+        r.oof = None
+
+
+def _explainable(model: Any) -> tuple[Any, str | None]:
+    """(the pipeline to explain, a note): an ensemble is explained by its leading member."""
+    members = getattr(model, "estimators_", None)
+    if members is None or not hasattr(model, "named_estimators_"):
+        return model, None
+    weights = getattr(model, "weights", None) or [1.0] * len(members)
+    lead = int(np.argmax(weights))  # members are listed best first: ties go to the best
+    name = list(model.named_estimators_)[lead]
+    pipeline = getattr(members[lead], "estimator", members[lead])
+    return pipeline, (
+        f"the best model is a {type(model).__name__} of {len(members)} pipelines; "
+        f"explained: its leading member {name}"
+    )
+
+
 def _explain_settings(cfg: DictConfig) -> dict[str, Any]:
     keys = (
         "explainer",
@@ -372,10 +512,14 @@ def _explain(
 
     from .explanations import log_explanation, log_failure
 
+    target, note = _explainable(model)
     try:
         explanation, rows = executor.explain(
-            model, _explain_settings(cfg), cfg.explain.timeout_minutes * 60
+            target, _explain_settings(cfg), cfg.explain.timeout_minutes * 60
         )
+        if note:
+            explanation.notes.append(note)
+            log.info(note)
         info = log_explanation(client, run_id, explanation, rows)
     except TimeoutError as ex:
         log.warning("explanation skipped: %s", ex)
