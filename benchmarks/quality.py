@@ -234,6 +234,9 @@ def _runner(spec: dict[str, Any], X_test: Any, y_test: Any) -> dict[str, Any]:
         f"automl.primary_metric={'AUC_weighted' if classification else 'r2_score'}",
         f"automl.experiment_timeout_minutes={spec['budget'] / 60!r}",
         "automl.iterations=100000",
+        # equal budgets: the search uses all of it, as FLAML does (early stopping is for
+        # iteration budgets; on by default, it ended some 60 s searches after 10 s)
+        "automl.enable_early_stopping=false",
         "automl.n_cross_validations=5",
         f"automl.seed={spec['seed']}",
         "automl.model_explainability=false",
