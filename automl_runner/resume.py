@@ -138,6 +138,9 @@ def read_previous(client: Any, run: Any) -> Previous:
         if child.info.lifecycle_stage == "deleted":
             continue
         tags = child.data.tags
+        if tags.get("automl.kind") == "ensemble":
+            # ensembles are rebuilt after the search from the iterations' predictions
+            continue
         if CANDIDATE_TAG not in tags or SCORES_TAG not in tags:
             if child.info.status == "RUNNING":
                 log.info(
