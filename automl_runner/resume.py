@@ -37,6 +37,14 @@ FREE_AUTOML_KEYS = frozenset(
         "verbosity",
         "debug_log",
         "model_explainability",
+        # when the search stops, and what is built after it
+        "enable_early_stopping",
+        "early_stopping_patience",
+        "experiment_exit_score",
+        "enable_voting_ensemble",
+        "enable_stack_ensemble",
+        "ensemble_candidates",
+        "ensemble_size",
     }
 )
 # groups that define the search; compute, tracking and explain may change

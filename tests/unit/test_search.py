@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, make_regression
+from sklearn.datasets import load_breast_cancer, make_friedman1
 
 import automl_runner
 from automl_runner.data import Dataset
@@ -158,13 +158,15 @@ def test_regression_ensembles():
         "automl.allowed_models=[RandomForest,ElasticNet,KNN]",
         "automl.n_cross_validations=3",
     )
-    X, y = make_regression(200, 6, noise=5.0, random_state=0)
+    X, y = make_friedman1(300, noise=1.0, random_state=0)
     data, results = _iterations(cfg, space, X, y, 5)
     out = ensemble_iterations(
         results, data, "r2_score", voting=True, stacking=True,
         candidates=10, rounds=10, first_iteration=5,
     )  # fmt: skip
-    assert len(out) == 2
+    # the stacking ensemble always comes; voting only when selection keeps 2+ members
+    assert out[-1].candidate.family == STACKING
+    assert all(len(r.candidate.members) >= 2 for r in out)
     for r in out:
         assert len(r.fold_scores["r2_score"]) == 3
         model = refit(r.candidate, data)
@@ -180,7 +182,7 @@ def test_ensembles_on_a_holdout_use_pseudo_folds_of_it():
     X, y = load_breast_cancer(return_X_y=True)
     data, results = _iterations(cfg, space, X, y, 4)
     out = ensemble_iterations(
-        results, data, "AUC_weighted", voting=True, stacking=False,
+        results, data, "AUC_weighted", voting=False, stacking=True,
         candidates=10, rounds=10, first_iteration=4,
     )  # fmt: skip
     assert len(out) == 1 and len(out[0].fold_scores["AUC_weighted"]) == 5
