@@ -224,15 +224,41 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.requested = False
+        # an exit asked for while the driver was writing to MLflow: raised at check()
+        self.exit_now = False
         self._saved: dict[int, Any] = {}
+        self._safe = 0
+
+    def _exit(self) -> None:
+        # raising inside an MLflow write could leave the SQLite store locked for the
+        # writes that end the run; there the exit waits for the next check()
+        if self._safe:
+            raise KeyboardInterrupt
+        self.exit_now = True
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            self._exit()
         self.requested = True
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        self._exit()
+
+    @contextmanager
+    def safe(self) -> Iterator[None]:
+        """A stretch (waiting on Ray) where an exit may be raised at once."""
+        self.check()
+        self._safe += 1
+        try:
+            yield
+        finally:
+            self._safe -= 1
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt for an exit asked for outside a safe stretch."""
+        if self.exit_now:
+            self.exit_now = False
+            raise KeyboardInterrupt
 
     @contextmanager
     def installed(self) -> Iterator[Interrupts]:

@@ -401,10 +401,13 @@ def _run(
         # a resumed experiment's budget counts the time its earlier drivers spent
         deadline = started + automl.experiment_timeout_minutes * 60 - previous.elapsed
     # With an iteration budget the search is reproducible: the candidate launched k-th is
-    # asked after exactly the first k-concurrency+1 launched have been told, in launch
-    # order, whatever finished first. With a time budget nothing is reproducible anyway,
+    # asked after exactly the first k-lag+1 launched have been told, in launch order,
+    # whatever finished first. With a time budget nothing is reproducible anyway,
     # so every result is told as it arrives and no slot waits.
     ordered = deadline is None
+    # how many launches a result may lag behind: with one slot none; with several, a few
+    # rounds of them, so that one long iteration does not leave the other slots idle
+    lag = 1 if concurrency == 1 else 3 * concurrency
     finished: dict[int, IterationResult] = {}
 
     def done_with(r: IterationResult) -> None:
@@ -447,6 +450,7 @@ def _run(
     def steer() -> None:
         """Ctrl-C and the requests on the parent run (read at most once a second)."""
         nonlocal stopping
+        interrupts.check()
         if interrupts.requested and stopping != "interrupted":
             stopping = "interrupted"
             log.warning(
@@ -495,7 +499,7 @@ def _run(
                     and not (deadline is not None and time.monotonic() >= deadline)
                 ):
                     if ordered:
-                        need = max(0, len(stopper.launched) - concurrency + 1)
+                        need = max(0, len(stopper.launched) - lag + 1)
                         stopper.tell_in_order(finished, need)
                         if stopper.told < need or stopper.reason is not None:
                             break
@@ -523,9 +527,10 @@ def _run(
                         continue
                     break
                 wait_until = time.monotonic() + POLL_SECONDS
-                done = executor.next_done(
-                    wait_until if deadline is None else min(deadline, wait_until)
-                )
+                with interrupts.safe():
+                    done = executor.next_done(
+                        wait_until if deadline is None else min(deadline, wait_until)
+                    )
                 if done is not None:
                     done_with(done)
                 elif deadline is not None and time.monotonic() >= deadline:
@@ -565,8 +570,10 @@ def _run(
                     f"no iteration completed ({len(result.results)} failed or timed out); "
                     f"see their tracebacks in MLflow run {parent_id}"
                 )
-            result.model = executor.refit(result.best.candidate)
+            with interrupts.safe():
+                result.model = executor.refit(result.best.candidate)
             result.model_uri = tracker.log_model(result.model, _input_example(dataset.X))
+            interrupts.check()
             if automl.model_explainability:
                 result.explanation = _explain(
                     cfg, executor, tracker.client, parent_id, result.model

@@ -17,7 +17,7 @@ from .console import duration, score
 from .errors import UserError
 
 # states in which a driver is (or is about to be) at work
-ACTIVE = ("SUBMITTED", "RUNNING", "STOPPING", "REFITTING")
+ACTIVE = ("SUBMITTED", "RUNNING", "STOPPING", "ENSEMBLING", "REFITTING")
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ExperimentStatus:
     run_id: str
     experiment: str
     tracking_uri: str
-    # SUBMITTED, RUNNING, STOPPING, REFITTING, then FINISHED, KILLED or FAILED; LOST when
+    # SUBMITTED, RUNNING, STOPPING, ENSEMBLING, REFITTING, then FINISHED, KILLED or FAILED; LOST when
     # the run says RUNNING but its driver is gone (resume it with automl.resume)
     state: str
     primary_metric: str
