@@ -119,6 +119,23 @@ class AutoMLConfig:
     debug_log: str | None = None
     # explain the best model with SHAP after the search (settings in the explain group)
     model_explainability: bool = True
+    # search strategy: tpe (a seeded portfolio of strong defaults, then a cost-aware
+    # Optuna TPE search per family) or random (plain random sampling, a baseline)
+    search: str = "tpe"
+    # stop the search when the best score has not improved for early_stopping_patience
+    # finished iterations (never during the portfolio of first tries)
+    enable_early_stopping: bool = True
+    early_stopping_patience: int = 20
+    # stop the search as soon as the best score reaches this value; null = never
+    experiment_exit_score: float | None = None
+    # after the search, a voting ensemble by greedy selection over out-of-fold
+    # predictions, and a stacking ensemble; each wins only if it scores best
+    enable_voting_ensemble: bool = True
+    enable_stack_ensemble: bool = True
+    # how many of the best iterations the ensembles choose from, and the voting
+    # ensemble's selection rounds (members may be picked more than once)
+    ensemble_candidates: int = 10
+    ensemble_size: int = 20
     # continue an interrupted experiment: its MLflow parent run id; null = a new experiment
     resume: str | None = None
 
@@ -156,6 +173,11 @@ class ComponentSpec:
     default: dict[str, Any] = field(default_factory=dict)
     # hyperparameter ranges the search samples from
     params: dict[str, ParamSpec] = field(default_factory=dict)
+    # the class needs class labels 0..k-1 (XGBoost); skipped for other labels
+    integer_labels: bool = False
+    # rough cost of the default configuration relative to a linear model; the portfolio
+    # tries cheap families first (measured durations take over once known)
+    cost: float = 1.0
 
 
 @dataclass

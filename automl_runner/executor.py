@@ -112,6 +112,11 @@ class RayExecutor:
         return [self._kill(ref, CANCELLED, reason) for ref in list(self._running)]
 
     def refit(self, candidate: Candidate) -> Any:
+        if candidate.members:  # an ensemble: its members refit in parallel, then assembled
+            from .ensemble import build_ensemble
+
+            refs = [self._refit.remote(m, self.data_ref) for m in candidate.members]
+            return build_ensemble(candidate, self._ray.get(refs), self.shared_data())
         return self._ray.get(self._refit.remote(candidate, self.data_ref))
 
     def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:

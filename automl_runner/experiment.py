@@ -30,14 +30,23 @@ from . import resume as resuming
 from .compute import connect
 from .control import CANCEL, POLL_SECONDS, STOP, DriverChannel, Interrupts
 from .data import Dataset, experiment_name, load
+from .ensemble import ensemble_iterations
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
 from .metrics import better
-from .search import PortfolioRandomSearch
+from .search import make_strategy
 from .space import SearchSpace
 from .tracking import Tracker, store_uri
 from .validate import validate
-from .worker import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult, PreparedData
+from .worker import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    TIMEOUT,
+    IterationResult,
+    PreparedData,
+    node_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +234,9 @@ def _prepare_and_run(
         _check_resume(cfg)
 
     dataset = load(cfg.data, automl)
-    space = SearchSpace.from_config(cfg, sparse_input=dataset.is_sparse)
+    space = SearchSpace.from_config(
+        cfg, sparse_input=dataset.is_sparse, integer_labels=_integer_labels(dataset)
+    )
     prepared = prepare(dataset, automl)
     name = cfg.tracking.experiment_name or f"automl-{experiment_name(cfg.data)}"
 
@@ -308,11 +319,6 @@ def _attach(
     return previous
 
 
-def _tell(search: Any, r: IterationResult, metric: str) -> None:
-    """The one place that reports a finished iteration to the search strategy."""
-    search.tell(r.candidate, r.mean(metric))
-
-
 def _counts(results: list[IterationResult]) -> dict[str, int]:
     return {
         "completed": sum(r.status == COMPLETED for r in results),
@@ -352,9 +358,12 @@ def _run(
             tags=tags,
         )
     result = ExperimentResult(tracker.uri, tracker.experiment_id, parent_id, "RUNNING", metric)
-    search = PortfolioRandomSearch(space, seed=automl.seed)
-    for r in previous.results:
-        _tell(search, r, metric)
+    search = make_strategy(automl.search, space, automl.seed, metric)
+    stopper = _Stopper(automl, metric, search, portfolio=_portfolio_size(automl, space))
+    # a resumed experiment: what earlier drivers finished, told in their order
+    for r in sorted(previous.results, key=lambda r: r.iteration):
+        stopper.launched.append(r.iteration)
+        stopper.tell(r)
         score = r.mean(metric)
         if score is not None and better(metric, score, result.best_score):
             result.best = r
@@ -372,11 +381,11 @@ def _run(
     console.header(metric)
 
     def record(r: IterationResult) -> None:
-        _tell(search, r, metric)
         score = r.mean(metric)
         if score is not None and better(metric, score, result.best_score):
             result.best = r
         result.results.append(r)
+        _keep_best_predictions(result, automl.ensemble_candidates)
         result.run_ids[r.iteration] = tracker.log_iteration(r, metric)
         if result.best_score is not None:
             # step = finished count, so the latest value is the best so far
@@ -386,6 +395,29 @@ def _run(
         )
         if r.status == FAILED:
             log.debug("iteration %d failed:\n%s", r.iteration, r.error)
+
+    deadline = None
+    if automl.experiment_timeout_minutes is not None:
+        # a resumed experiment's budget counts the time its earlier drivers spent
+        deadline = started + automl.experiment_timeout_minutes * 60 - previous.elapsed
+    # With an iteration budget the search is reproducible: the candidate launched k-th is
+    # asked after exactly the first k-concurrency+1 launched have been told, in launch
+    # order, whatever finished first. With a time budget nothing is reproducible anyway,
+    # so every result is told as it arrives and no slot waits.
+    ordered = deadline is None
+    finished: dict[int, IterationResult] = {}
+
+    def done_with(r: IterationResult) -> None:
+        """Log a finished search iteration and feed it to the search."""
+        record(r)
+        if ordered:
+            finished[r.iteration] = r
+        else:
+            stopper.tell(r)
+
+    def to_go() -> int:
+        searched = sum(not r.candidate.members for r in result.results)
+        return automl.iterations - searched - executor.in_flight
 
     channel = DriverChannel(tracker.client, parent_id)
     interrupts = Interrupts()
@@ -400,15 +432,14 @@ def _run(
         """Act on a request to cancel iteration n; the answer written back to the run."""
         r = executor.cancel(n, "cancelled on request")
         if r is not None:
-            record(r)
+            done_with(r)
             return "cancelled"
         done = {x.iteration: x.status for x in result.results}
         if n in done:
             return f"ignored: iteration {n} already finished ({done[n]})"
         if n in executor.running():
             return f"ignored: iteration {n} finished before the cancel arrived"
-        to_go = automl.iterations - len(result.results) - executor.in_flight
-        if number <= n < number + to_go:
+        if number <= n < number + to_go():
             cancel_at_start.add(n)
             return "cancelled before it starts"
         return f"ignored: this experiment runs no iteration {n}"
@@ -448,10 +479,6 @@ def _run(
             else (result.best.iteration, result.best.candidate.description),
         )
 
-    deadline = None
-    if automl.experiment_timeout_minutes is not None:
-        # a resumed experiment's budget counts the time its earlier drivers spent
-        deadline = started + automl.experiment_timeout_minutes * 60 - previous.elapsed
     status = "FAILED"
     try:
         channel.start(automl.iterations, automl.experiment_timeout_minutes, previous.elapsed)
@@ -459,16 +486,28 @@ def _run(
             search_start = time.monotonic()
             while True:
                 steer()
-                free = concurrency - executor.in_flight
-                out_of_time = deadline is not None and time.monotonic() >= deadline
-                to_go = automl.iterations - len(result.results) - executor.in_flight
-                asked: list[Any] = []
-                if free > 0 and to_go > 0 and not out_of_time and not stopping:
-                    asked = search.ask(min(free, to_go))
-                    for candidate in asked:
+                asked = False
+                while (
+                    concurrency - executor.in_flight > 0
+                    and to_go() > 0
+                    and not stopping
+                    and stopper.reason is None
+                    and not (deadline is not None and time.monotonic() >= deadline)
+                ):
+                    if ordered:
+                        need = max(0, len(stopper.launched) - concurrency + 1)
+                        stopper.tell_in_order(finished, need)
+                        if stopper.told < need or stopper.reason is not None:
+                            break
+                        batch = search.ask(1)
+                    else:
+                        batch = search.ask(min(concurrency - executor.in_flight, to_go()))
+                    for candidate in batch:
+                        stopper.launched.append(number)
+                        asked = True
                         if number in cancel_at_start:
                             why = "cancelled on request before it started"
-                            record(
+                            done_with(
                                 IterationResult(number, candidate, CANCELLED, error=why, log=why)
                             )
                         else:
@@ -477,7 +516,7 @@ def _run(
                         number += 1
                 if stopping and executor.in_flight:
                     for r in executor.cancel_all(f"cancelled: {stopping}"):
-                        record(r)
+                        done_with(r)
                 progress()
                 if executor.in_flight == 0:
                     if asked:  # every candidate asked was cancelled before it started
@@ -488,7 +527,7 @@ def _run(
                     wait_until if deadline is None else min(deadline, wait_until)
                 )
                 if done is not None:
-                    record(done)
+                    done_with(done)
                 elif deadline is not None and time.monotonic() >= deadline:
                     # experiment_timeout_minutes: stop launching, cancel in flight
                     log.info(
@@ -496,8 +535,27 @@ def _run(
                         executor.in_flight,
                     )
                     for r in executor.cancel_all("experiment_timeout_minutes reached"):
-                        record(r)
+                        done_with(r)
                     break
+            if ordered:
+                stopper.tell_in_order(finished, len(stopper.launched))
+            if stopper.reason is not None:
+                log.info("search stopped after %d iterations: %s", number, stopper.reason)
+                tracker.client.set_tag(parent_id, "automl.stopped_early", stopper.reason)
+            if stopping != "interrupted":
+                progress("ENSEMBLING")
+                for r in ensemble_iterations(
+                    result.results,
+                    prepared,
+                    metric,
+                    voting=automl.enable_voting_ensemble,
+                    stacking=automl.enable_stack_ensemble,
+                    candidates=automl.ensemble_candidates,
+                    rounds=automl.ensemble_size,
+                    first_iteration=number,
+                    node=node_name(),
+                ):
+                    record(r)
             progress("REFITTING")
             result.search_seconds = time.monotonic() - search_start
             if result.best is None:
@@ -539,6 +597,96 @@ def config_dict(cfg: DictConfig) -> dict[str, Any]:
     return {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
 
 
+class _Stopper:
+    """Tells results to the search and decides early stopping and the exit score."""
+
+    def __init__(self, automl: DictConfig, metric: str, search: Any, portfolio: int) -> None:
+        self.automl, self.metric, self.search = automl, metric, search
+        self.portfolio = portfolio
+        # iteration numbers in launch order; results are told in this order
+        self.launched: list[int] = []
+        self.told = 0
+        self.best: float | None = None
+        self.since_best = 0
+        self.reason: str | None = None
+
+    def tell(self, r: IterationResult) -> None:
+        self.search.tell(r)
+        self.told += 1
+        score = r.mean(self.metric)
+        if score is not None and better(self.metric, score, self.best):
+            self.best, self.since_best = score, 0
+        else:
+            self.since_best += 1
+        a = self.automl
+        exit_score = a.experiment_exit_score
+        if (
+            exit_score is not None
+            and self.best is not None
+            and not better(self.metric, float(exit_score), self.best)
+        ):
+            self.reason = f"automl.experiment_exit_score={exit_score} reached ({self.best:.4f})"
+        elif (
+            a.enable_early_stopping
+            and self.told >= max(self.portfolio, a.early_stopping_patience)
+            and self.since_best >= a.early_stopping_patience
+        ):
+            self.reason = (
+                f"early stopping: no improvement in {self.since_best} iterations "
+                f"(automl.early_stopping_patience={a.early_stopping_patience})"
+            )
+
+    def tell_in_order(self, finished: dict[int, IterationResult], upto: int) -> None:
+        """Tell the launched iterations told .. upto-1, as far as they have finished."""
+        while self.told < upto and self.launched[self.told] in finished:
+            self.tell(finished.pop(self.launched[self.told]))
+
+
+def _integer_labels(ds: Dataset) -> bool:
+    """Are the class labels exactly 0..k-1 (what XGBoost's classifier accepts)?"""
+    labels = np.unique(ds.y if ds.y_valid is None else np.concatenate([ds.y, ds.y_valid]))
+    if labels.dtype.kind not in "iu":
+        return False
+    return bool(np.array_equal(labels, np.arange(len(labels))))
+
+
+def _portfolio_size(automl: DictConfig, space: SearchSpace) -> int:
+    return len(space.estimators) if automl.search == "tpe" else 0
+
+
+def _keep_best_predictions(result: ExperimentResult, keep: int) -> None:
+    """Drop the out-of-fold predictions of all but the best `keep` iterations (memory)."""
+    held = [r for r in result.results if r.oof is not None]
+    if len(held) <= 2 * keep:
+        return
+    from .metrics import METRICS
+
+    sign = -1.0 if METRICS[result.primary_metric].greater_is_better else 1.0
+
+    def rank(r: IterationResult) -> tuple[float, int]:
+        score = r.mean(result.primary_metric)
+        ok = score is not None and np.isfinite(score)
+        return (sign * score if ok else np.inf, r.iteration)  # type: ignore[operator]
+
+    for r in sorted(held, key=rank)[2 * keep :]:
+        r.oof = None
+
+
+def _explainable(model: Any) -> tuple[Any, str | None]:
+    """(the pipeline to explain, a note): an ensemble is explained by its leading member."""
+    members = getattr(model, "estimators_", None)
+    if members is None or not hasattr(model, "named_estimators_"):
+        return model, None
+    weights = getattr(model, "weights", None) or [1.0] * len(members)
+    lead = int(np.argmax(weights))  # members are listed best first: ties go to the best
+    name = list(model.named_estimators_)[lead]
+    pipeline = getattr(members[lead], "estimator", members[lead])
+    return pipeline, (
+        f"the best model is a {type(model).__name__} of {len(members)} pipelines; "
+        f"explained: its leading member {name}"
+    )
+
+
 def _explain_settings(cfg: DictConfig) -> dict[str, Any]:
     keys = (
         "explainer",
@@ -559,10 +707,14 @@ def _explain(
 
     from .explanations import log_explanation, log_failure
 
+    target, note = _explainable(model)
     try:
         explanation, rows = executor.explain(
-            model, _explain_settings(cfg), cfg.explain.timeout_minutes * 60
+            target, _explain_settings(cfg), cfg.explain.timeout_minutes * 60
         )
+        if note:
+            explanation.notes.append(note)
+            log.info(note)
         info = log_explanation(client, run_id, explanation, rows)
     except TimeoutError as ex:
         log.warning("explanation skipped: %s", ex)

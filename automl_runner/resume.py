@@ -37,6 +37,14 @@ FREE_AUTOML_KEYS = frozenset(
         "verbosity",
         "debug_log",
         "model_explainability",
+        # when the search stops, and what is built after it
+        "enable_early_stopping",
+        "early_stopping_patience",
+        "experiment_exit_score",
+        "enable_voting_ensemble",
+        "enable_stack_ensemble",
+        "ensemble_candidates",
+        "ensemble_size",
     }
 )
 # groups that define the search; compute, tracking and explain may change
@@ -138,6 +146,9 @@ def read_previous(client: Any, run: Any) -> Previous:
         if child.info.lifecycle_stage == "deleted":
             continue
         tags = child.data.tags
+        if tags.get("automl.kind") == "ensemble":
+            # ensembles are rebuilt after the search from the iterations' predictions
+            continue
         if CANDIDATE_TAG not in tags or SCORES_TAG not in tags:
             if child.info.status == "RUNNING":
                 log.info(

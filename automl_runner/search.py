@@ -1,65 +1,69 @@
 """Search strategies behind one ask/tell interface.
 
-``ask(k)`` returns up to k candidates (k = free slots), ``tell(result)`` reports one
-finished iteration. A strategy never learns how many iterations run at once or where,
-so the same seed gives the same candidates at any concurrency.
+``ask(k)`` returns k candidates (k = free slots), ``tell(result)`` reports one finished
+iteration. A strategy never learns how many iterations run at once or where; the
+experiment loop decides which results it has seen before each ask, so the same seed gives
+the same candidates whatever the timing (see experiment.py).
+
+Two strategies (``automl.search``):
+
+- ``tpe``: a portfolio first (every family at its strong default, cheapest families
+  first), then, per ask, a family chosen by rank of its best score and by its measured
+  cost, and that family's hyperparameters and preprocessor from its own Optuna TPE study
+  (constant liar, so several asks at once do not propose the same point).
+- ``random``: plain random sampling of family, preprocessor and hyperparameters; the
+  baseline the benchmarks compare against.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+import math
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .space import Candidate, SearchSpace
+from .metrics import METRICS
+from .space import Candidate, Component, SearchSpace
+
+if TYPE_CHECKING:
+    from .worker import IterationResult
+
+log = logging.getLogger(__name__)
 
 
 class Strategy(Protocol):
     def ask(self, n: int) -> list[Candidate]: ...
 
-    # also told candidates it never asked (a resumed experiment's finished iterations);
+    # also told iterations it never asked for (a resumed experiment's finished ones);
     # a strategy must not propose those again
-    def tell(self, candidate: Candidate, score: float | None) -> None: ...
+    def tell(self, result: IterationResult) -> None: ...
 
 
-class PortfolioRandomSearch:
-    """Each family's cheap default first (in a seeded order), then random sampling.
+def make_strategy(name: str, space: SearchSpace, seed: int, metric: str) -> Strategy:
+    if name == "random":
+        return RandomSearch(space, seed)
+    return TPESearch(space, seed, metric)
 
-    The portfolio pairs every estimator family with the first preprocessor that suits
-    it, so the first few iterations already cover every family at a strong setting.
-    """
+
+class RandomSearch:
+    """Uniform over families and preprocessors, then each one's ranges; no learning."""
 
     def __init__(self, space: SearchSpace, seed: int, max_tries: int = 50) -> None:
         self.space = space
         self.rng = np.random.default_rng(seed)
         self.max_tries = max_tries
         self.seen: set[str] = set()
-        default_pre = next(
-            (p for p in space.preprocessors if p.key == "standard_scaler"), space.preprocessors[0]
-        )
-        order = self.rng.permutation(len(space.estimators))
-        self.portfolio = [
-            space.candidate(
-                default_pre, space.estimators[i], {}, space.estimators[i].default, "portfolio"
-            )
-            for i in order
-        ]
 
     def ask(self, n: int) -> list[Candidate]:
-        out = []
-        for _ in range(n):
-            # a resumed experiment told us some portfolio entries already ran
-            while self.portfolio and self.portfolio[0].key() in self.seen:
-                self.portfolio.pop(0)
-            candidate = self.portfolio.pop(0) if self.portfolio else self._sample()
-            self.seen.add(candidate.key())
-            out.append(candidate)
-        return out
+        return [self._sample() for _ in range(n)]
 
-    def tell(self, candidate: Candidate, score: float | None) -> None:
-        # random search does not learn from scores (a model-based strategy would update
-        # here); it only never proposes a candidate it was told about again
-        self.seen.add(candidate.key())
+    def tell(self, result: IterationResult) -> None:
+        # no learning; only never propose again what was told (a resumed experiment)
+        self.seen.add(result.candidate.key())
 
     def _sample(self) -> Candidate:
         candidate = None
@@ -72,4 +76,216 @@ class PortfolioRandomSearch:
             if candidate.key() not in self.seen:
                 break
         assert candidate is not None
+        self.seen.add(candidate.key())
         return candidate
+
+
+@dataclass
+class _Family:
+    """What the search knows of one estimator family."""
+
+    component: Component
+    study: Any
+    best: float = -math.inf  # in "higher is better" units
+    completed: int = 0
+    failed: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    def cost(self) -> float:
+        # measured median duration once known; the YAML's relative cost before that
+        return float(np.median(self.seconds)) if self.seconds else float(self.component.cost)
+
+
+class TPESearch:
+    """Portfolio of strong defaults, then cost-aware family choice + per-family TPE."""
+
+    # families ranked r = 0, 1, 2, ... by best score are picked with weight DECAY**r
+    DECAY = 0.5
+    # a family that failed this many times without one success is dropped
+    MAX_FAILURES = 2
+
+    def __init__(self, space: SearchSpace, seed: int, metric: str) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # `group` (conditional spaces: each preprocessor's own parameters) is stable in
+        # practice but still flagged experimental
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        self.space = space
+        self.seed = seed
+        self.metric = metric
+        self.sign = 1.0 if METRICS[metric].greater_is_better else -1.0
+        self.rng = np.random.default_rng(seed)
+        self.families: dict[str, _Family] = {}
+        for est in space.estimators:
+            sampler = optuna.samplers.TPESampler(
+                seed=(seed * 1_000_003 + zlib.crc32(est.key.encode())) % 2**31,
+                n_startup_trials=4,
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+            )
+            study = optuna.create_study(direction="maximize", sampler=sampler)
+            self.families[est.key] = _Family(est, study)
+        self.default_pre = next(
+            (p for p in space.preprocessors if p.key == "standard_scaler"), space.preprocessors[0]
+        )
+        # cheapest first; ties in a seeded order
+        tie = self.rng.permutation(len(space.estimators))
+        order = sorted(
+            range(len(space.estimators)), key=lambda i: (space.estimators[i].cost, tie[i])
+        )
+        self.portfolio = [
+            space.candidate(
+                self.default_pre, space.estimators[i], {}, space.estimators[i].default, "portfolio"
+            )
+            for i in order
+        ]
+        self.seen: set[str] = set()
+        # candidate key -> Optuna trials asked for it and not yet told
+        self.trials: dict[str, list[Any]] = {}
+
+    # --- ask -----------------------------------------------------------------------------
+    def ask(self, n: int) -> list[Candidate]:
+        out = []
+        for _ in range(n):
+            # a resumed experiment told us some portfolio entries already ran
+            while self.portfolio and self.portfolio[0].key() in self.seen:
+                self.portfolio.pop(0)
+            candidate = self.portfolio.pop(0) if self.portfolio else self._model_based()
+            self.seen.add(candidate.key())
+            out.append(candidate)
+        return out
+
+    def _model_based(self) -> Candidate:
+        family = self._pick_family()
+        candidate = None
+        for _ in range(5):
+            trial = family.study.ask()
+            candidate = self._suggest(trial, family.component)
+            if candidate.key() not in self.seen:
+                self.trials.setdefault(candidate.key(), []).append(trial)
+                return candidate
+            # a point already tried: no new information; let TPE move on
+            family.study.tell(trial, state=_fail_state())
+        assert candidate is not None
+        return candidate
+
+    def _pick_family(self) -> _Family:
+        alive = [
+            f for f in self.families.values() if f.completed or f.failed < self.MAX_FAILURES
+        ] or list(self.families.values())
+        ranked = sorted(alive, key=lambda f: (-f.best, f.component.key))
+        cheapest = min(f.cost() for f in ranked)
+        weights = np.array(
+            [
+                self.DECAY**r / math.sqrt(max(f.cost(), 1e-3) / max(cheapest, 1e-3))
+                for r, f in enumerate(ranked)
+            ]
+        )
+        return ranked[int(self.rng.choice(len(ranked), p=weights / weights.sum()))]
+
+    def _suggest(self, trial: Any, est: Component) -> Candidate:
+        pres = self.space.preprocessors
+        pre_index = trial.suggest_categorical("preprocessor", list(range(len(pres))))
+        pre = pres[pre_index]
+        pre_params = _suggest_params(trial, f"{pre.key}.", pre.params)
+        est_params = _suggest_params(trial, "", est.params)
+        return self.space.candidate(pre, est, pre_params, est_params, "tpe")
+
+    # --- tell ----------------------------------------------------------------------------
+    def tell(self, result: IterationResult) -> None:
+        candidate = result.candidate
+        self.seen.add(candidate.key())
+        family = self.families.get(candidate.estimator)
+        if family is None:  # an ensemble, or a family no longer in the space (resume)
+            return
+        score = result.mean(self.metric)
+        if score is None or not math.isfinite(score):
+            family.failed += 1
+        else:
+            family.completed += 1
+            family.best = max(family.best, self.sign * score)
+        if result.duration > 0:
+            family.seconds.append(result.duration)
+        pending = self.trials.get(candidate.key())
+        if pending:
+            trial = pending.pop(0)
+            if score is None or not math.isfinite(score):
+                family.study.tell(trial, state=_fail_state())
+            else:
+                family.study.tell(trial, self.sign * score)
+        elif score is not None and math.isfinite(score):
+            self._add_known(family, candidate, self.sign * score)
+
+    def _add_known(self, family: _Family, candidate: Candidate, value: float) -> None:
+        """Teach the family's study a point it did not propose (the portfolio's default)."""
+        import optuna
+
+        params: dict[str, Any] = {}
+        dists: dict[str, Any] = {}
+        pres = [p.key for p in self.space.preprocessors]
+        if candidate.preprocessor in pres:
+            params["preprocessor"] = pres.index(candidate.preprocessor)
+            dists["preprocessor"] = optuna.distributions.CategoricalDistribution(
+                list(range(len(pres)))
+            )
+        for name, spec in family.component.params.items():
+            if name not in candidate.estimator_params:
+                continue
+            value_in = _as_internal(spec, candidate.estimator_params[name])
+            if value_in is not None:
+                params[name], dists[name] = value_in, _distribution(spec)
+        try:
+            family.study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=dists, value=value)
+            )
+        except ValueError as ex:  # a default outside its own range: skip, never fatal
+            log.debug("search: not teaching %s to TPE: %s", candidate.description, ex)
+
+
+def _fail_state() -> Any:
+    import optuna
+
+    return optuna.trial.TrialState.FAIL
+
+
+def _distribution(spec: dict[str, Any]) -> Any:
+    import optuna.distributions as d
+
+    if spec["type"] == "categorical":
+        return d.CategoricalDistribution(list(range(len(spec["choices"]))))
+    if spec["type"] == "int":
+        return d.IntDistribution(int(spec["low"]), int(spec["high"]), log=bool(spec["log"]))
+    return d.FloatDistribution(float(spec["low"]), float(spec["high"]), log=bool(spec["log"]))
+
+
+def _as_internal(spec: dict[str, Any], value: Any) -> Any:
+    """A concrete value as the study stores it (categorical -> index), None if outside."""
+    if spec["type"] == "categorical":
+        return spec["choices"].index(value) if value in spec["choices"] else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not float(spec["low"]) <= float(value) <= float(spec["high"]):
+        return None
+    return int(value) if spec["type"] == "int" else float(value)
+
+
+def _suggest_params(trial: Any, prefix: str, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in params.items():
+        key = prefix + name
+        if spec["type"] == "categorical":
+            # by index: choices may be lists or None, which Optuna does not store
+            out[name] = spec["choices"][
+                trial.suggest_categorical(key, list(range(len(spec["choices"]))))
+            ]
+        elif spec["type"] == "int":
+            out[name] = trial.suggest_int(
+                key, int(spec["low"]), int(spec["high"]), log=bool(spec["log"])
+            )
+        else:
+            out[name] = trial.suggest_float(
+                key, float(spec["low"]), float(spec["high"]), log=bool(spec["log"])
+            )
+    return out

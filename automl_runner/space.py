@@ -31,6 +31,8 @@ class Component:
     fixed: dict[str, Any]
     default: dict[str, Any]
     params: dict[str, dict[str, Any]]
+    cost: float = 1.0
+    integer_labels: bool = False
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         out = {}
@@ -60,30 +62,72 @@ class Candidate:
     description: str
     # which family, for allowed/blocked lists and the leaderboard
     family: str = ""
-    # where the candidate came from: portfolio or random
+    # where the candidate came from: portfolio, tpe, random or ensemble
     origin: str = ""
+    # an ensemble (VotingEnsemble, StackEnsemble): its member candidates, the iterations
+    # they came from and their voting weights; `meta` is the stacking ensemble's final
+    # estimator, already fitted on the members' out-of-fold predictions
+    members: tuple[Candidate, ...] = ()
+    member_iterations: tuple[int, ...] = ()
+    weights: tuple[float, ...] = ()
+    meta: Any = field(default=None, compare=False, repr=False)
 
     def key(self) -> str:
         return json.dumps(
-            [self.preprocessor, self.preprocessor_params, self.estimator, self.estimator_params],
+            [
+                self.preprocessor,
+                self.preprocessor_params,
+                self.estimator,
+                self.estimator_params,
+                list(self.member_iterations),
+                list(self.weights),
+            ],
             sort_keys=True,
             default=str,
         )
 
     def to_json(self) -> str:
-        """Every field, so a resumed experiment rebuilds this exact candidate from MLflow."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Every field, so a resumed experiment rebuilds this exact candidate from MLflow.
+
+        An ensemble's fitted stacker (`meta`) is not kept: a resumed experiment rebuilds
+        its ensembles from its own iterations.
+        """
+        fields = asdict(self)
+        _drop_meta(fields)
+        return json.dumps(fields, sort_keys=True, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> Candidate:
-        return cls(**json.loads(text))
+        return cls._from_dict(json.loads(text))
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Candidate:
+        d = dict(d)
+        d["members"] = tuple(cls._from_dict(m) for m in d.get("members", ()))
+        d["member_iterations"] = tuple(d.get("member_iterations", ()))
+        d["weights"] = tuple(d.get("weights", ()))
+        d.pop("meta", None)
+        return cls(**d)
 
     def params(self) -> dict[str, Any]:
         """Flat name -> value, as logged to MLflow."""
+        if self.members:
+            return {
+                "ensemble": self.estimator,
+                "ensemble.iterations": ",".join(map(str, self.member_iterations)),
+                "ensemble.weights": ",".join(f"{w:g}" for w in self.weights),
+                "ensemble.members": " | ".join(m.description for m in self.members),
+            }
         out: dict[str, Any] = {"preprocessor": self.preprocessor, "estimator": self.estimator}
         out.update({f"preprocessor.{k}": v for k, v in self.preprocessor_params.items()})
         out.update({f"estimator.{k}": v for k, v in self.estimator_params.items()})
         return out
+
+
+def _drop_meta(fields: dict[str, Any]) -> None:
+    fields.pop("meta", None)
+    for member in fields.get("members", ()):
+        _drop_meta(member)
 
 
 @dataclass
@@ -93,7 +137,9 @@ class SearchSpace:
     skipped: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, sparse_input: bool = False) -> SearchSpace:
+    def from_config(
+        cls, cfg: DictConfig, sparse_input: bool = False, integer_labels: bool = True
+    ) -> SearchSpace:
         """The families usable for this task, input and allowed/blocked lists."""
         task, automl = cfg.automl.task, cfg.automl
         allowed = set(automl.allowed_models) if automl.allowed_models else None
@@ -110,6 +156,9 @@ class SearchSpace:
                 if sparse_input and not spec["sparse"]:
                     skipped.append(f"{key} (needs dense input)")
                     continue
+                if spec.get("integer_labels") and not integer_labels:
+                    skipped.append(f"{key} (needs class labels 0..k-1)")
+                    continue
                 if not importable(spec["_target_"]):
                     skipped.append(f"{key} ({spec['_target_']} is not installed)")
                     continue
@@ -123,6 +172,8 @@ class SearchSpace:
                         fixed=spec["fixed"],
                         default=spec["default"],
                         params=spec["params"],
+                        cost=float(spec.get("cost", 1.0)),
+                        integer_labels=bool(spec.get("integer_labels", False)),
                     )
                 )
             return out

@@ -12,7 +12,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -208,15 +208,16 @@ class Tracker:
         c = result.candidate
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"iteration-{result.iteration}",
+            # an ensemble's run name says which one it is: iteration-21-VotingEnsemble
+            run_name=f"iteration-{result.iteration}" + (f"-{c.estimator}" if c.members else ""),
             tags={
                 "mlflow.parentRunId": self.parent_id,
-                "automl.kind": "iteration",
                 "automl.iteration": str(result.iteration),
                 "automl.status": result.status,
                 "automl.pipeline": c.description,
                 "automl.node": result.node or "unknown",
                 "automl.origin": c.origin,
+                "automl.kind": "ensemble" if c.members else "iteration",
             },
         )
         run_id = run.info.run_id
@@ -304,9 +305,13 @@ def _param_value(v: Any) -> str:
 
 
 def _requirements() -> list[str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return [
+    out = [
         f"{pkg}=={version(pkg)}"
         for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
     ]
+    for pkg in ("lightgbm", "xgboost"):  # the boost extra's learners, when installed
+        with suppress(PackageNotFoundError):
+            out.append(f"{pkg}=={version(pkg)}")
+    return out

@@ -14,6 +14,7 @@ TASKS = ("classification", "regression")
 BUILTIN_SETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 REGRESSION_SETS = ("diabetes",)
 VERBOSITY = ("DEBUG", "INFO", "WARNING", "ERROR")
+SEARCHES = ("tpe", "random")
 PARAM_TYPES = ("int", "float", "categorical")
 # Azure's rule for compute names: fewer than 64 characters, none of these.
 _CLUSTER_FORBIDDEN = set("`~!@#$%^&*()=+_[]{}\\|;:'\",<>/?")
@@ -126,6 +127,11 @@ def _check_automl(a: DictConfig) -> None:
         )
     if str(a.verbosity).upper() not in VERBOSITY:
         raise ConfigError("automl.verbosity", a.verbosity, f"allowed: {', '.join(VERBOSITY)}")
+    if a.search not in SEARCHES:
+        raise ConfigError("automl.search", a.search, f"allowed: {', '.join(SEARCHES)}")
+    for key in ("early_stopping_patience", "ensemble_candidates", "ensemble_size"):
+        if a[key] < 1:
+            raise ConfigError(f"automl.{key}", a[key], "must be >= 1")
 
 
 def _check_search_space(cfg: DictConfig) -> None:

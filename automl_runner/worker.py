@@ -45,7 +45,19 @@ class PreparedData:
     categorical: list[str]
     seed: int
 
+    def oof_rows(self) -> np.ndarray:
+        """Rows of the validation predictions an iteration keeps, in the order it keeps them.
+
+        CV: every training row, fold after fold; one split: its validation rows; X_valid:
+        indices into X_valid.
+        """
+        if self.X_valid is not None:
+            return np.arange(self.X_valid.shape[0])
+        return np.concatenate([valid for _, valid in self.splits])
+
     def pipeline(self, candidate: Candidate) -> Any:
+        if candidate.members:
+            raise ValueError("an ensemble candidate has no single pipeline; use refit()")
         return build_pipeline(
             candidate,
             preprocess=self.preprocess,
@@ -68,6 +80,11 @@ class IterationResult:
     node: str = ""
     log: str = ""
     error: str | None = None
+    # validation predictions on PreparedData.oof_rows(): class scores (n, classes) or
+    # predictions (n,); the ensembles are built from them without refitting anything
+    oof: np.ndarray | None = None
+    # whether oof holds probabilities (soft voting and stacking need them)
+    oof_proba: bool = False
 
     def mean(self, metric: str) -> float | None:
         scores = self.fold_scores.get(metric)
@@ -120,19 +137,26 @@ def _fold(data: PreparedData, model: Any, X: Any, y: np.ndarray, weight: np.ndar
         raw = class_scores(model, X)
         # align the model's class columns with every class of the data set
         y_score = np.full((raw.shape[0], len(data.classes)), np.min(raw) - 1.0)
+        if hasattr(model, "predict_proba"):
+            y_score[:] = 0.0  # a class the model never saw has probability 0
         index = {c: i for i, c in enumerate(data.classes)}
         for j, c in enumerate(model.classes_):
             y_score[:, index[c]] = raw[:, j]
     return Fold(y, y_pred, y_score, data.classes, weight, data.y_range)
 
 
-def evaluate(data: PreparedData, candidate: Candidate) -> dict[str, list[float]]:
-    """Fit and score the candidate on every fold (or on X_valid); metric -> per-fold scores."""
+def evaluate(data: PreparedData, candidate: Candidate) -> tuple[dict[str, list[float]], Fold]:
+    """Fit and score the candidate on every fold (or on X_valid).
+
+    Returns (metric -> per-fold scores, the validation predictions of all folds joined
+    in PreparedData.oof_rows() order).
+    """
     from sklearn.base import clone
 
     template = data.pipeline(candidate)
     folds = [(None, None)] if data.X_valid is not None else data.splits
     scores: dict[str, list[float]] = {}
+    parts: list[Fold] = []
     w = data.sample_weight
     for train, valid in folds:
         model = clone(template)
@@ -150,7 +174,16 @@ def evaluate(data: PreparedData, candidate: Candidate) -> dict[str, list[float]]
             )
         for name, value in score_fold(data.task, fold).items():
             scores.setdefault(name, []).append(value)
-    return scores
+        parts.append(fold)
+    joined = Fold(
+        np.concatenate([f.y_true for f in parts]),
+        np.concatenate([f.y_pred for f in parts]),
+        None if parts[0].y_score is None else np.concatenate([f.y_score for f in parts]),
+        data.classes,
+        None,
+        data.y_range,
+    )
+    return scores, joined
 
 
 def run_iteration(iteration: int, candidate: Candidate, data: PreparedData) -> IterationResult:
@@ -165,7 +198,12 @@ def run_iteration(iteration: int, candidate: Candidate, data: PreparedData) -> I
     ):
         warnings.simplefilter("always")
         try:
-            result.fold_scores = evaluate(data, candidate)
+            result.fold_scores, joined = evaluate(data, candidate)
+            if data.task == "classification":
+                result.oof = joined.y_score
+                result.oof_proba = _has_proba(data.pipeline(candidate))
+            else:
+                result.oof = joined.y_pred.astype(float)
         except Exception:
             result.status = FAILED
             result.error = traceback.format_exc()
@@ -183,12 +221,24 @@ def run_iteration(iteration: int, candidate: Candidate, data: PreparedData) -> I
     return result
 
 
+def _has_proba(pipeline: Any) -> bool:
+    # an unfitted pipeline says whether its estimator will offer predict_proba
+    try:
+        return hasattr(pipeline.steps[-1][1], "predict_proba")
+    except Exception:
+        return False
+
+
 def refit(candidate: Candidate, data: PreparedData) -> Any:
-    """The candidate's pipeline fitted on all training rows."""
-    model = data.pipeline(candidate)
+    """The candidate's model fitted on all training rows (an ensemble: its members)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _fit(model, data.X, data.y, data.sample_weight)
+        if candidate.members:
+            from .ensemble import build_ensemble
+
+            members = [refit(m, data) for m in candidate.members]
+            return build_ensemble(candidate, members, data)
+        return _fit(data.pipeline(candidate), data.X, data.y, data.sample_weight)
 
 
 def raw_names(X: Any) -> list[str]:

@@ -24,6 +24,8 @@ SLOW = (
     "++search_space.estimators={slow: {_target_: automl_test_estimators.SlowClassifier,"
     " name: Slow, display: slow, task: classification}}"
 )
+# tests about something else count iterations without the two ensemble iterations
+NO_ENSEMBLES = ("automl.enable_voting_ensemble=false", "automl.enable_stack_ensemble=false")
 SLEEPY = (
     "++search_space.estimators={sleepy: {_target_: automl_test_estimators.SleepyClassifier,"
     " name: Sleepy, display: sleepy, task: classification}}"

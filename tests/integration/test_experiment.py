@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BROKEN, SLEEPY, mlflow_runs
+from conftest import BROKEN, NO_ENSEMBLES, SLEEPY, mlflow_runs
 from mlflow import MlflowClient
+from sklearn.datasets import load_breast_cancer, load_wine
 
 import automl_runner
 from automl_runner.experiment import NoModelError
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_experiment_logs_parent_children_leaderboard_and_model(ray_local, store, tmp_path):
-    result = automl_runner.run(["data=iris", "automl.iterations=5", *store])
+    result = automl_runner.run(["data=iris", "automl.iterations=5", *NO_ENSEMBLES, *store])
     parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
     assert len(parents) == 1 and len(children) == 5
     parent = parents[0]
@@ -86,6 +87,7 @@ def test_failing_and_hanging_iterations_do_not_stop_the_experiment(ray_local, st
             "automl.allowed_models=[Broken,Sleepy,LogisticRegression]",
             "automl.iterations=6",
             "automl.iteration_timeout_minutes=0.05",
+            *NO_ENSEMBLES,
             *store,
         ]
     )
@@ -119,6 +121,7 @@ def test_experiment_timeout_cancels_in_flight_and_still_refits(ray_local, store)
             "automl.iterations=50",
             "automl.experiment_timeout_minutes=0.2",
             "automl.iteration_timeout_minutes=5",
+            *NO_ENSEMBLES,
             *store,
         ]
     )
@@ -223,7 +226,9 @@ def test_seed_get_data_script_runs_unchanged(ray_local, store, tmp_path):
     path = tmp_path / "project" / "get_data.py"
     path.parent.mkdir()
     path.write_text(SEED_GET_DATA)
-    result = automl_runner.run(["data=script", f"data.path={path}", "automl.iterations=3", *store])
+    result = automl_runner.run(
+        ["data=script", f"data.path={path}", "automl.iterations=3", *NO_ENSEMBLES, *store]
+    )
     parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
     assert len(children) == 3
     assert (
@@ -233,16 +238,102 @@ def test_seed_get_data_script_runs_unchanged(ray_local, store, tmp_path):
     assert parents[0].data.params["data_summary.rows"] == "1787"
 
 
-def test_same_seed_same_candidates_and_scores(ray_local, store):
-    runs = [
-        automl_runner.run(["data=wine", "automl.iterations=4", "automl.seed=5", *store])
-        for _ in range(2)
+CHEAP = "automl.allowed_models=[LogisticRegression,KNN,DecisionTree,ExtremeRandomTrees]"
+
+
+def _board(result):
+    return [
+        (r.iteration, r.candidate.key(), r.status, r.mean("AUC_weighted"))
+        for r in sorted(result.results, key=lambda r: r.iteration)
     ]
-    a, b = (
+
+
+def test_same_seed_same_leaderboard_with_concurrent_iterations(ray_local, store):
+    """Portfolio, TPE asks, ensembles and best model repeat exactly, 2 iterations at a time."""
+    args = ["data=wine", "automl.iterations=12", "automl.seed=5", CHEAP, *store]
+    a, b = (automl_runner.run([*args, "automl.max_concurrent_iterations=2"]) for _ in range(2))
+    assert _board(a) == _board(b)
+    assert {r.candidate.origin for r in a.results} >= {"portfolio", "tpe", "ensemble"}
+    assert a.best.iteration == b.best.iteration
+    X = load_wine(as_frame=True).data[:20]
+    np.testing.assert_array_equal(a.model.predict_proba(X), b.model.predict_proba(X))
+    other = automl_runner.run(["data=wine", "automl.iterations=12", "automl.seed=6", CHEAP, *store])
+    assert [k for _, k, _, _ in _board(other)] != [k for _, k, _, _ in _board(a)]
+
+
+def test_ensembles_are_extra_iterations_with_their_own_child_runs(ray_local, store):
+    result = automl_runner.run(["data=breast_cancer", "automl.iterations=6", CHEAP, *store])
+    _, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    names = sorted(c.info.run_name for c in children)
+    # 6 search iterations plus the two ensembles, numbered after them
+    assert len(children) == 8
+    assert "iteration-6-VotingEnsemble" in names and "iteration-7-StackEnsemble" in names
+    ensembles = [c for c in children if c.data.tags["automl.kind"] == "ensemble"]
+    for run in ensembles:
+        members = [int(i) for i in run.data.params["ensemble.iterations"].split(",")]
+        assert members and all(0 <= i < 6 for i in members)
+        assert {f"AUC_weighted_fold_{k}" for k in range(5)} <= set(run.data.metrics)
+    # the ensemble is best only if it scores best
+    best = max(result.results, key=lambda r: r.mean("AUC_weighted"))
+    assert result.best.mean("AUC_weighted") == best.mean("AUC_weighted")
+    _, model = result.get_output()
+    assert model.predict(load_breast_cancer(as_frame=True).data[:5]).shape == (5,)
+    off = automl_runner.run(
         [
-            (r.iteration, r.candidate.key(), r.mean("AUC_weighted"))
-            for r in sorted(x.results, key=lambda r: r.iteration)
+            "data=breast_cancer",
+            "automl.iterations=3",
+            "automl.enable_voting_ensemble=false",
+            "automl.enable_stack_ensemble=false",
+            CHEAP,
+            *store,
         ]
-        for x in runs
     )
-    assert a == b
+    assert len(off.results) == 3
+
+
+def test_early_stopping_ends_the_search_after_patience_without_improvement(ray_local, store):
+    patience = 3
+    result = automl_runner.run(
+        [
+            "data=iris",
+            "automl.iterations=60",
+            f"automl.early_stopping_patience={patience}",
+            "automl.max_concurrent_iterations=2",
+            "automl.allowed_models=[LogisticRegression]",
+            *store,
+        ]
+    )
+    search = sorted(
+        (r for r in result.results if not r.candidate.members), key=lambda r: r.iteration
+    )
+    assert len(search) < 60
+    # told in order: the stop came `patience` iterations after the last improvement, and
+    # at most one more (the one already running) finished after it
+    scores = [r.mean("AUC_weighted") for r in search]
+    last_gain = max(i for i, s in enumerate(scores) if s > max(scores[:i], default=-1))
+    assert patience <= len(search) - 1 - last_gain <= patience + 1
+    parent = MlflowClient(result.tracking_uri).get_run(result.parent_run_id)
+    assert "early stopping" in parent.data.tags["automl.stopped_early"]
+    assert parent.info.status == "FINISHED"
+
+
+def test_exit_score_ends_the_search_once_reached(ray_local, store):
+    result = automl_runner.run(
+        [
+            "data=iris",
+            "automl.iterations=40",
+            "automl.experiment_exit_score=0.9",
+            "automl.max_concurrent_iterations=2",
+            CHEAP,
+            *store,
+        ]
+    )
+    search = [r for r in result.results if not r.candidate.members]
+    # the first result already reaches 0.9: nothing is launched after it is told
+    assert len(search) == 2
+    parent = MlflowClient(result.tracking_uri).get_run(result.parent_run_id)
+    assert "experiment_exit_score" in parent.data.tags["automl.stopped_early"]
+    never = automl_runner.run(
+        ["data=iris", "automl.iterations=6", "automl.experiment_exit_score=1.5", CHEAP, *store]
+    )
+    assert len([r for r in never.results if not r.candidate.members]) == 6

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import mlflow_runs
+from conftest import NO_ENSEMBLES, mlflow_runs
 from mlflow import MlflowClient
 from system.test_cli import cli
 
@@ -26,7 +26,10 @@ def experiment_runs(tmp_path: Path, name: str):
 
 @pytest.mark.slow
 def test_sweep_of_two_data_sets_runs_each_job_as_a_ray_task(tmp_path: Path) -> None:
-    out = runner(["-m", "data=iris,wine", "automl.iterations=2", "hydra/launcher=ray"], tmp_path)
+    out = runner(
+        ["-m", "data=iris,wine", "automl.iterations=2", *NO_ENSEMBLES, "hydra/launcher=ray"],
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Ray launcher is launching 2 jobs on 127.0.0.1:" in out.stdout + out.stderr
     for name in ("automl-iris", "automl-wine"):
@@ -54,6 +57,7 @@ def test_four_parallel_jobs_share_one_fresh_sqlite_store_and_print_a_sweep_summa
             "data=digits,wine",
             "automl.primary_metric=AUC_weighted,accuracy",
             "automl.iterations=2",
+            *NO_ENSEMBLES,
             "automl.n_cross_validations=2",
             "automl.model_explainability=false",
             "hydra/launcher=ray",
@@ -78,7 +82,7 @@ def test_four_parallel_jobs_share_one_fresh_sqlite_store_and_print_a_sweep_summa
     # the jobs ran at the same time: their parent runs add up to more than the sweep's span
     busy = sum(p.info.end_time - p.info.start_time for p in parents)
     span = max(p.info.end_time for p in parents) - min(p.info.start_time for p in parents)
-    assert busy > 1.2 * span  # run one after another, they would add up to less than the span
+    assert busy > span  # run one after another, they would add up to less than the span
     # one table across the jobs, and a sweep run every job's parent run points to
     assert "sweep summary (4 jobs, outputs/multirun/" in out.stdout
     sweep_ids = {
@@ -118,6 +122,7 @@ def test_a_job_with_a_user_error_ends_the_sweep_with_its_line_and_exit_2(tmp_pat
             "data=iris,wine",
             "automl.primary_metric=r2_score",
             "automl.iterations=1",
+            *NO_ENSEMBLES,
             "hydra/launcher=ray",
             "hydra.launcher.num_cpus=1",
         ],

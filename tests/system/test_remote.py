@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import SLOW, mlflow_runs
+from conftest import NO_ENSEMBLES, SLOW, mlflow_runs
 from mlflow import MlflowClient
 
 from system.loopback import NODE_IP, RAY_ENV, LoopbackCluster, free_port
@@ -41,6 +41,7 @@ def test_compute_ray_joins_an_existing_cluster(ray_head, tmp_path):
             "compute.cluster_name=test-cluster",
             "data=wine",
             "automl.iterations=4",
+            *NO_ENSEMBLES,
         ],
         tmp_path,
         env=RAY_ENV,
@@ -61,6 +62,7 @@ def test_min_nodes_not_reached_fails_with_one_line(ray_head, tmp_path):
             "compute.min_nodes=2",
             "compute.timeout_minutes=0.1",
             "automl.iterations=1",
+            *NO_ENSEMBLES,
         ],
         tmp_path,
         env=RAY_ENV,
@@ -77,7 +79,7 @@ def test_min_nodes_not_reached_fails_with_one_line(ray_head, tmp_path):
 def test_unreachable_cluster_fails_with_one_line(tmp_path):
     port = free_port()
     out = cli(
-        ["compute=ray", f"compute.address={NODE_IP}:{port}", "automl.iterations=1"],
+        ["compute=ray", f"compute.address={NODE_IP}:{port}", "automl.iterations=1", *NO_ENSEMBLES],
         tmp_path,
         env=RAY_ENV,
         timeout=180,
@@ -111,6 +113,7 @@ def test_iterations_spread_over_both_nodes(two_nodes, tmp_path):
             "compute.min_nodes=2",
             "data=iris",
             "automl.iterations=6",
+            *NO_ENSEMBLES,
             "++search_space.estimators.slow.fixed={seconds: 0.4}",
         ],
         tmp_path,
@@ -137,6 +140,7 @@ def test_losing_a_node_mid_run_leaves_every_iteration_accounted_for(two_nodes, t
             "compute.min_nodes=2",
             "data=iris",
             "automl.iterations=8",
+            *NO_ENSEMBLES,
             "++search_space.estimators.slow.fixed={seconds: 0.6}",
         ],
         cwd=tmp_path,
@@ -225,6 +229,7 @@ def test_tracking_server_receives_runs_and_model(mlflow_server, tmp_path):
             "tracking.experiment_name=over-http",
             "data=breast_cancer",
             "automl.iterations=3",
+            *NO_ENSEMBLES,
         ],
         tmp_path,
     )
@@ -251,7 +256,12 @@ def test_tracking_server_receives_runs_and_model(mlflow_server, tmp_path):
 def test_unreachable_tracking_server_is_one_line(tmp_path):
     port = free_port()
     out = cli(
-        ["tracking=server", f"tracking.uri=http://127.0.0.1:{port}", "automl.iterations=1"],
+        [
+            "tracking=server",
+            f"tracking.uri=http://127.0.0.1:{port}",
+            "automl.iterations=1",
+            *NO_ENSEMBLES,
+        ],
         tmp_path,
         timeout=240,
     )

@@ -259,9 +259,13 @@ def test_resume_after_sigkill_of_the_driver_completes_exactly_the_budget(killed_
     assert out.returncode == 0, out.stderr[-3000:]
     assert re.search(rf"resuming run {run_id}: \d+ finished iteration\(s\) read back", out.stdout)
     client = MlflowClient(uri)
-    children = _children(client, run_id)
+    every = _children(client, run_id)
+    children = [c for c in every if c.data.tags["automl.kind"] == "iteration"]
     numbers = [int(c.data.tags["automl.iteration"]) for c in children]
     assert len(children) == 8 and len(set(numbers)) == 8
+    # the ensembles come after the 8 search iterations, built from the resumed driver's
+    ensembles = [int(c.data.tags["automl.iteration"]) for c in every if c not in children]
+    assert len(ensembles) <= 2 and all(n > max(numbers) for n in ensembles)
     # the finished iterations were not run or logged again; the new ones come after them
     # (one the kill caught half-logged, still RUNNING, is run again under a new number)
     earlier = {
@@ -279,9 +283,10 @@ def test_resume_after_sigkill_of_the_driver_completes_exactly_the_budget(killed_
     assert parent.data.tags["automl.resumes"] == "1"
     assert parent.data.tags["automl.best_model_uri"]
     m = parent.data.metrics
-    assert sum(m[f"iterations_{k}"] for k in ("completed", "failed", "timed_out", "cancelled")) == 8
+    counted = sum(m[f"iterations_{k}"] for k in ("completed", "failed", "timed_out", "cancelled"))
+    assert counted == 8 + len(ensembles)
     history = client.get_metric_history(run_id, "best_AUC_weighted")
-    assert sorted(h.step for h in history) == list(range(1, 9))
+    assert sorted(h.step for h in history) == list(range(1, 9 + len(ensembles)))
     assert _running_runs(uri, run_id) == []
 
 

@@ -14,7 +14,7 @@ import automl_runner
 from automl_runner.data import Dataset
 from automl_runner.experiment import prepare
 from automl_runner.explain import explain_pipeline, model_output
-from automl_runner.search import PortfolioRandomSearch
+from automl_runner.search import TPESearch
 from automl_runner.space import SearchSpace
 from automl_runner.worker import raw_names, refit
 
@@ -41,7 +41,7 @@ def fitted(case: str, family: str):
     cfg = automl_runner.compose([*overrides, f"automl.allowed_models=[{family}]"])
     ds = Dataset("t", X, y.to_numpy(), numeric=list(X.columns))
     data = prepare(ds, cfg.automl)
-    candidate = PortfolioRandomSearch(SearchSpace.from_config(cfg), seed=0).ask(1)[0]
+    candidate = TPESearch(SearchSpace.from_config(cfg), seed=0, metric="AUC_weighted").ask(1)[0]
     return refit(candidate, data), X, data
 
 
@@ -126,7 +126,7 @@ def test_one_hot_and_indicator_columns_sum_back_to_their_source_column():
     cfg = automl_runner.compose(["automl.allowed_models=[LogisticRegression]"])
     ds = Dataset("t", X, y, numeric=["city_size", "noise"], categorical=["city"])
     data = prepare(ds, cfg.automl)
-    candidate = PortfolioRandomSearch(SearchSpace.from_config(cfg), seed=0).ask(1)[0]
+    candidate = TPESearch(SearchSpace.from_config(cfg), seed=0, metric="AUC_weighted").ask(1)[0]
     pipeline = refit(candidate, data)
     rows = X.iloc[:30]
     e = explain_pipeline(

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 import automl_runner
 from automl_runner.errors import ConfigError
 from automl_runner.resume import check_same_search, differing_keys, open_run, read_previous
-from automl_runner.search import PortfolioRandomSearch
+from automl_runner.search import RandomSearch, TPESearch
 from automl_runner.space import Candidate, SearchSpace
 from automl_runner.tracking import Tracker
 from automl_runner.worker import CANCELLED, COMPLETED, FAILED, IterationResult
@@ -143,13 +143,20 @@ def test_only_budgets_compute_tracking_and_explain_may_change_on_resume(tmp_path
         check_same_search(tracker.client, tracker.parent_id, other)
 
 
-def test_the_search_never_proposes_a_candidate_it_was_told_about():
+@pytest.mark.parametrize("strategy", ["tpe", "random"])
+def test_the_search_never_proposes_a_candidate_it_was_told_about(strategy):
     cfg = automl_runner.compose([])
     space = SearchSpace.from_config(cfg)
-    first = PortfolioRandomSearch(space, seed=0).ask(15)
-    resumed = PortfolioRandomSearch(space, seed=0)
-    for c in first[:3] + first[5:9]:  # a resume tells what finished, gaps included
-        resumed.tell(c, 0.5)
+
+    def make():
+        if strategy == "tpe":
+            return TPESearch(space, seed=0, metric="AUC_weighted")
+        return RandomSearch(space, seed=0)
+
+    first = make().ask(15)
+    resumed = make()
+    for i, c in enumerate(first[:3] + first[5:9]):  # a resume tells what finished, gaps included
+        resumed.tell(IterationResult(i, c, COMPLETED, {"AUC_weighted": [0.5]}, duration=1.0))
     told = {c.key() for c in first[:3] + first[5:9]}
     again = resumed.ask(20)
     assert not told & {c.key() for c in again}

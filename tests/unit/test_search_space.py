@@ -10,7 +10,7 @@ from sklearn.datasets import make_classification, make_regression
 import automl_runner
 from automl_runner.data import Dataset
 from automl_runner.experiment import prepare
-from automl_runner.search import PortfolioRandomSearch
+from automl_runner.search import TPESearch
 from automl_runner.space import SearchSpace
 from automl_runner.worker import COMPLETED, FAILED, run_iteration
 
@@ -27,19 +27,19 @@ def _prepared(cfg, X, y, **kw):
 
 def test_same_seed_same_candidates_other_seed_others():
     _, space = _space()
-    first = [c.key() for c in PortfolioRandomSearch(space, seed=3).ask(30)]
-    again = PortfolioRandomSearch(space, seed=3)
+    first = [c.key() for c in TPESearch(space, seed=3, metric="AUC_weighted").ask(30)]
+    again = TPESearch(space, seed=3, metric="AUC_weighted")
     # asking in chunks of any size (any concurrency) gives the same sequence
     chunks = again.ask(1) + again.ask(4) + again.ask(25)
     assert [c.key() for c in chunks] == first
-    other = [c.key() for c in PortfolioRandomSearch(space, seed=4).ask(30)]
+    other = [c.key() for c in TPESearch(space, seed=4, metric="AUC_weighted").ask(30)]
     assert other != first
     assert len(set(first)) == 30
 
 
 def test_portfolio_tries_every_family_default_first():
     _, space = _space()
-    asked = PortfolioRandomSearch(space, seed=0).ask(len(space.estimators))
+    asked = TPESearch(space, seed=0, metric="AUC_weighted").ask(len(space.estimators))
     assert sorted(c.family for c in asked) == sorted(e.name for e in space.estimators)
     assert all(c.origin == "portfolio" for c in asked)
 
@@ -47,7 +47,7 @@ def test_portfolio_tries_every_family_default_first():
 def test_allowed_and_blocked_models_shape_the_space():
     _, space = _space("automl.allowed_models=[SVM,KNN,RandomForest]", "automl.blocked_models=[KNN]")
     assert sorted(e.name for e in space.estimators) == ["RandomForest", "SVM"]
-    asked = PortfolioRandomSearch(space, seed=0).ask(40)
+    asked = TPESearch(space, seed=0, metric="AUC_weighted").ask(40)
     assert {c.family for c in asked} == {"RandomForest", "SVM"}
 
 
@@ -75,10 +75,12 @@ def test_every_family_fits_at_its_default_and_at_sampled_settings(task):
     if task == "classification":
         X, y = make_classification(120, 6, n_informative=4, n_classes=3, random_state=0)
         y = np.array(["low", "mid", "high"])[y]
+        # string labels: families that need labels 0..k-1 (XGBoost) are left out
+        space = SearchSpace.from_config(cfg, integer_labels=False)
     else:
         X, y = make_regression(120, 6, noise=1.0, random_state=0)
     data = _prepared(cfg, X, y)
-    search = PortfolioRandomSearch(space, seed=0)
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
     candidates = search.ask(len(space.estimators) + 40)
     failures = []
     for i, c in enumerate(candidates):
@@ -102,7 +104,7 @@ def test_preprocess_handles_strings_nan_and_unseen_categories():
     data = prepare(ds, cfg.automl)
     from automl_runner.worker import refit
 
-    candidate = PortfolioRandomSearch(space, seed=0).ask(1)[0]
+    candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
     model = refit(candidate, data)
     unseen = pd.DataFrame({"num": [np.nan, 1.0], "cat": ["zebra", np.nan]})
     assert len(model.predict(unseen)) == 2
@@ -113,7 +115,9 @@ def test_sparse_input_runs():
     X, y = make_classification(90, 8, random_state=0)
     X = sparse.csr_matrix(np.where(X > 0.5, X, 0.0))
     data = _prepared(cfg, X, y)
-    for i, c in enumerate(PortfolioRandomSearch(space, seed=0).ask(len(space.estimators))):
+    for i, c in enumerate(
+        TPESearch(space, seed=0, metric="AUC_weighted").ask(len(space.estimators))
+    ):
         r = run_iteration(i, c, data)
         assert r.status == COMPLETED, (c.description, r.error)
 
@@ -121,7 +125,7 @@ def test_sparse_input_runs():
 def test_a_raising_estimator_becomes_a_failed_result_with_traceback():
     cfg, space = _space(BROKEN, "automl.allowed_models=[Broken]", "automl.n_cross_validations=2")
     X, y = make_classification(40, 4, random_state=0)
-    candidate = PortfolioRandomSearch(space, seed=0).ask(1)[0]
+    candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
     r = run_iteration(7, candidate, _prepared(cfg, X, y))
     assert r.status == FAILED and r.iteration == 7
     assert "RuntimeError: this estimator always fails" in r.error
@@ -134,7 +138,7 @@ def test_x_valid_replaces_cross_validation():
     X, y = make_classification(100, 4, random_state=0)
     data = _prepared(cfg, X[:70], y[:70], X_valid=X[70:], y_valid=y[70:])
     assert data.splits == []
-    r = run_iteration(0, PortfolioRandomSearch(space, seed=0).ask(1)[0], data)
+    r = run_iteration(0, TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0], data)
     assert r.status == COMPLETED and len(r.fold_scores["AUC_weighted"]) == 1
 
 
@@ -150,7 +154,7 @@ def test_sample_weight_reaches_fit_and_scores():
         "automl.allowed_models=[LogisticRegression]", "automl.n_cross_validations=3"
     )
     X, y = make_classification(120, 4, random_state=0)
-    candidate = PortfolioRandomSearch(space, seed=0).ask(1)[0]
+    candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
     plain = run_iteration(0, candidate, _prepared(cfg, X, y))
     # weights that zero out half the rows change both the fit and the weighted scores
     weight = np.where(np.arange(120) % 2 == 0, 1.0, 0.0)

@@ -1,0 +1,339 @@
+"""Ensemble iterations, built from the search's out-of-fold predictions.
+
+Every iteration keeps its validation predictions (``IterationResult.oof``). After the
+search, two more iterations are scored from them without fitting anything:
+
+- ``VotingEnsemble``: greedy ensemble selection (Caruana et al., 2004): start from the
+  best iteration, repeatedly add (with replacement) the member that most improves the
+  primary metric of the averaged predictions; the pick counts are the voting weights.
+- ``StackEnsemble``: a linear model (logistic regression / ridge) on the members'
+  predictions.
+
+Both are scored without leaking: for each validation fold, the weights (or the linear
+model) are chosen on the other folds' out-of-fold rows and scored on that fold's rows,
+whose predictions came from models that never saw them. The final weights use all rows.
+The fitted ensemble is plain scikit-learn: VotingClassifier/Regressor or
+StackingClassifier/Regressor over the members refit on all rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .metrics import METRICS, Fold, better, score_fold
+from .space import Candidate
+from .worker import COMPLETED, IterationResult, PreparedData
+
+log = logging.getLogger(__name__)
+
+VOTING, STACKING = "VotingEnsemble", "StackEnsemble"
+# pseudo-folds for scoring when validation is one hold-out set
+HOLDOUT_GROUPS = 5
+
+
+def pool(
+    results: list[IterationResult], data: PreparedData, metric: str, size: int
+) -> list[IterationResult]:
+    """The best `size` distinct completed iterations that can join an ensemble, best first."""
+    ok = [
+        r
+        for r in results
+        if r.status == COMPLETED
+        and r.oof is not None
+        and not r.candidate.members
+        and (data.task == "regression" or r.oof_proba)
+        and r.mean(metric) is not None
+        and np.isfinite(r.mean(metric))  # type: ignore[arg-type]
+    ]
+    sign = -1.0 if METRICS[metric].greater_is_better else 1.0
+    ok.sort(key=lambda r: (sign * r.mean(metric), r.iteration))  # type: ignore[operator]
+    out, seen = [], set()
+    for r in ok:
+        if r.candidate.key() not in seen:
+            seen.add(r.candidate.key())
+            out.append(r)
+        if len(out) == size:
+            break
+    return out
+
+
+class _Scorer:
+    """The OOF rows, their target and groups, and metric evaluation on any subset."""
+
+    def __init__(self, data: PreparedData, metric: str) -> None:
+        rows = data.oof_rows()
+        if data.X_valid is not None:
+            assert data.y_valid is not None
+            self.y, self.w = data.y_valid, None
+        else:
+            self.y = data.y[rows]
+            self.w = None if data.sample_weight is None else data.sample_weight[rows]
+        if data.X_valid is None and len(data.splits) > 1:
+            self.groups = np.concatenate(
+                [np.full(len(valid), k) for k, (_, valid) in enumerate(data.splits)]
+            )
+        else:
+            rng = np.random.default_rng(data.seed)
+            self.groups = rng.permutation(len(self.y)) % HOLDOUT_GROUPS
+        self.data, self.metric = data, metric
+
+    def fold(self, pred: np.ndarray, idx: np.ndarray) -> Fold:
+        d = self.data
+        w = None if self.w is None else self.w[idx]
+        if d.task == "classification":
+            assert d.classes is not None
+            return Fold(
+                self.y[idx], d.classes[np.argmax(pred, axis=1)], pred, d.classes, w, d.y_range
+            )
+        return Fold(self.y[idx], pred, None, None, w, d.y_range)
+
+    def primary(self, pred: np.ndarray, idx: np.ndarray) -> float:
+        return float(METRICS[self.metric].fn(self.fold(pred, idx)))
+
+    def cross_scored(
+        self, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    ) -> dict[str, list[float]]:
+        """Per-fold scores of a procedure fitted on the other folds' rows."""
+        scores: dict[str, list[float]] = {}
+        for k in np.unique(self.groups):
+            test = np.flatnonzero(self.groups == k)
+            train = np.flatnonzero(self.groups != k)
+            pred = fit_predict(train, test)
+            for name, value in score_fold(self.data.task, self.fold(pred, test)).items():
+                scores.setdefault(name, []).append(value)
+        return scores
+
+
+def greedy_weights(
+    preds: list[np.ndarray], scorer: _Scorer, idx: np.ndarray, rounds: int
+) -> np.ndarray:
+    """Pick counts of greedy selection with replacement over the rows `idx`.
+
+    Starts from the member that scores best on those rows (not the best overall: that
+    ranking saw the rows being scored).
+    """
+    counts = np.zeros(len(preds))
+    first, current = -1, None
+    for j, p in enumerate(preds):
+        s = scorer.primary(p[idx], idx)
+        if current is None or better(scorer.metric, s, current):
+            first, current = j, s
+    counts[first] = 1
+    total = preds[first][idx].astype(float)
+    for r in range(1, rounds):
+        best_j, best_s = -1, None
+        for j, p in enumerate(preds):
+            s = scorer.primary((total + p[idx]) / (r + 1), idx)
+            if best_s is None or better(scorer.metric, s, best_s):
+                best_j, best_s = j, s
+        if best_s is None or (current is not None and better(scorer.metric, current, best_s)):
+            break  # no pick helps any more
+        counts[best_j] += 1
+        total += preds[best_j][idx]
+        current = best_s
+    return counts
+
+
+def _blend(preds: list[np.ndarray], counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return sum(c * p[idx] for c, p in zip(counts, preds, strict=True) if c) / counts.sum()
+
+
+def stack_features(preds: list[np.ndarray], task: str) -> np.ndarray:
+    """Members' predictions laid out as scikit-learn's Stacking* feeds its final estimator."""
+    cols = []
+    for p in preds:
+        if task == "regression":
+            cols.append(p.reshape(-1, 1))
+        elif p.shape[1] == 2:  # binary: the positive class's probability only
+            cols.append(p[:, 1:])
+        else:
+            cols.append(p)
+    return np.hstack(cols)
+
+
+def _meta(task: str) -> Any:
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+
+    if task == "classification":
+        return LogisticRegression(C=1.0, max_iter=2000)
+    return RidgeCV(alphas=np.logspace(-3, 3, 13))
+
+
+def _encoded(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return np.searchsorted(classes, y)
+
+
+def _meta_predict(meta: Any, F: np.ndarray, task: str) -> np.ndarray:
+    return meta.predict_proba(F) if task == "classification" else meta.predict(F)
+
+
+def ensemble_iterations(
+    results: list[IterationResult],
+    data: PreparedData,
+    metric: str,
+    *,
+    voting: bool,
+    stacking: bool,
+    candidates: int,
+    rounds: int,
+    first_iteration: int,
+    node: str = "",
+) -> list[IterationResult]:
+    """The ensemble iterations (0 to 2) for these search results; each scored by CV."""
+    members = pool(results, data, metric, candidates)
+    if len(members) < 2:
+        log.info("ensembles skipped: fewer than 2 iterations with usable predictions")
+        return []
+    if data.task == "classification":
+        assert data.classes is not None
+        if len(np.unique(data.y)) != len(data.classes):
+            log.info("ensembles skipped: the validation set has classes the training rows lack")
+            return []
+    scorer = _Scorer(data, metric)
+    preds = [np.asarray(r.oof, dtype=float) for r in members]
+    out: list[IterationResult] = []
+    number = first_iteration
+    if voting:
+        start = time.perf_counter()
+        counts = greedy_weights(preds, scorer, np.arange(len(scorer.y)), rounds)
+        used = np.flatnonzero(counts)
+        if len(used) < 2:
+            log.info(
+                "voting ensemble skipped: greedy selection kept iteration %d alone",
+                members[int(used[0])].iteration,
+            )
+        else:
+            scores = scorer.cross_scored(
+                lambda train, test: _blend(
+                    preds, greedy_weights(preds, scorer, train, rounds), test
+                )
+            )
+            out.append(
+                _result(
+                    VOTING,
+                    number,
+                    [members[i] for i in used],
+                    tuple(float(counts[i]) for i in used),
+                    None,
+                    scores,
+                    _blend(preds, counts, np.arange(len(scorer.y))),
+                    time.perf_counter() - start,
+                    node,
+                    data,
+                )
+            )
+            number += 1
+    if stacking:
+        start = time.perf_counter()
+        F = stack_features(preds, data.task)
+        target = scorer.y if data.classes is None else _encoded(scorer.y, data.classes)
+
+        def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+            meta = _meta(data.task).fit(F[train], target[train])
+            return _padded(_meta_predict(meta, F[test], data.task), meta, data)
+
+        scores = scorer.cross_scored(fit_predict)
+        meta = _meta(data.task).fit(F, target)
+        out.append(
+            _result(
+                STACKING,
+                number,
+                members,
+                tuple(1.0 for _ in members),
+                meta,
+                scores,
+                _padded(_meta_predict(meta, F, data.task), meta, data),
+                time.perf_counter() - start,
+                node,
+                data,
+            )
+        )
+    return out
+
+
+def _padded(pred: np.ndarray, meta: Any, data: PreparedData) -> np.ndarray:
+    """Meta probabilities with a column for every class (a fold may lack a class)."""
+    if data.task != "classification":
+        return pred
+    assert data.classes is not None
+    full = np.zeros((pred.shape[0], len(data.classes)))
+    full[:, np.asarray(meta.classes_, dtype=int)] = pred
+    return full
+
+
+def _result(
+    kind: str,
+    iteration: int,
+    members: list[IterationResult],
+    weights: tuple[float, ...],
+    meta: Any,
+    scores: dict[str, list[float]],
+    oof: np.ndarray,
+    seconds: float,
+    node: str,
+    data: PreparedData,
+) -> IterationResult:
+    its = tuple(m.iteration for m in members)
+    candidate = Candidate(
+        preprocessor="",
+        preprocessor_target="",
+        preprocessor_params={},
+        estimator=kind,
+        estimator_target="",
+        estimator_params={},
+        description=f"{kind} of {', '.join(map(str, its))}",
+        family=kind,
+        origin="ensemble",
+        members=tuple(m.candidate for m in members),
+        member_iterations=its,
+        weights=weights,
+        meta=meta,
+    )
+    return IterationResult(
+        iteration,
+        candidate,
+        COMPLETED,
+        fold_scores=scores,
+        duration=seconds,
+        node=node,
+        oof=oof,
+        oof_proba=data.task == "classification",
+    )
+
+
+def build_ensemble(candidate: Candidate, fitted: list[Any], data: PreparedData) -> Any:
+    """The scikit-learn ensemble over members already fitted on all training rows."""
+    from sklearn.ensemble import (
+        StackingClassifier,
+        StackingRegressor,
+        VotingClassifier,
+        VotingRegressor,
+    )
+    from sklearn.frozen import FrozenEstimator
+
+    named = [
+        (f"iteration_{i}", FrozenEstimator(m))
+        for i, m in zip(candidate.member_iterations, fitted, strict=True)
+    ]
+    classification = data.task == "classification"
+    if candidate.estimator == VOTING:
+        weights = list(candidate.weights)
+        if classification:
+            return VotingClassifier(named, voting="soft", weights=weights).fit(data.X, data.y)
+        return VotingRegressor(named, weights=weights).fit(data.X, data.y)
+    # fit() trains a final estimator on the members' in-sample predictions; it is replaced
+    # by the one fitted on out-of-fold predictions, which is what was scored
+    if classification:
+        stack: Any = StackingClassifier(
+            named, final_estimator=_meta("classification"), cv=2, stack_method="predict_proba"
+        )
+    else:
+        stack = StackingRegressor(named, final_estimator=_meta("regression"), cv=2)
+    stack.fit(data.X, data.y)
+    stack.final_estimator_ = candidate.meta
+    return stack

@@ -1,0 +1,188 @@
+"""Search strategies and ensembles, without Ray: iterations run in this process."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, make_friedman1
+
+import automl_runner
+from automl_runner.data import Dataset
+from automl_runner.ensemble import (
+    STACKING,
+    VOTING,
+    ensemble_iterations,
+    stack_features,
+)
+from automl_runner.experiment import prepare
+from automl_runner.search import RandomSearch, TPESearch
+from automl_runner.space import SearchSpace
+from automl_runner.worker import COMPLETED, IterationResult, refit, run_iteration
+
+
+def _space(*overrides: str, **kw) -> tuple:
+    cfg = automl_runner.compose(list(overrides))
+    return cfg, SearchSpace.from_config(cfg, **kw)
+
+
+def _told(space, family_scores: dict[str, float], n: int = 1) -> list[IterationResult]:
+    out = []
+    for est in space.estimators:
+        c = space.candidate(space.preprocessors[0], est, {}, est.default, "test")
+        s = family_scores.get(est.name, 0.6)
+        out.append(IterationResult(len(out), c, COMPLETED, {"AUC_weighted": [s]}, duration=1.0))
+    return out
+
+
+def test_tpe_spends_its_asks_on_the_families_that_score_best():
+    _, space = _space()
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    portfolio = search.ask(len(space.estimators))
+    assert {c.origin for c in portfolio} == {"portfolio"}
+    # portfolio first tries are cheapest first (cost from the YAML files)
+    costs = [next(e.cost for e in space.estimators if e.key == c.estimator) for c in portfolio]
+    assert costs == sorted(costs)
+    scores = {"RandomForest": 0.99, "ExtremeRandomTrees": 0.98}
+    for r in _told(space, scores):
+        search.tell(r)
+    asked = Counter(c.family for c in search.ask(60))
+    # the best family gets the most asks, the two leaders most of them
+    assert asked.most_common(1)[0][0] == "RandomForest"
+    assert asked["RandomForest"] + asked["ExtremeRandomTrees"] > 60 * 0.6
+
+
+def test_tpe_prefers_the_cheaper_of_two_equal_families():
+    _, space = _space("automl.allowed_models=[RandomForest,ExtremeRandomTrees]")
+    search = TPESearch(space, seed=1, metric="AUC_weighted")
+    search.ask(2)
+    for r in _told(space, {"RandomForest": 0.95, "ExtremeRandomTrees": 0.95}):
+        r.duration = 20.0 if r.candidate.family == "RandomForest" else 0.5
+        search.tell(r)
+    asked = Counter(c.family for c in search.ask(100))
+    assert asked["ExtremeRandomTrees"] > asked["RandomForest"]
+
+
+def test_tpe_learns_within_a_family():
+    """Told that small C is good, TPE asks smaller C than it would at random."""
+    _, space = _space("automl.allowed_models=[LogisticRegression]")
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    search.ask(1)
+    for _ in range(25):
+        (c,) = search.ask(1)
+        score = 1.0 - abs(np.log10(c.estimator_params["C"]) + 2.0) / 10  # best at C = 0.01
+        search.tell(IterationResult(0, c, COMPLETED, {"AUC_weighted": [score]}, duration=0.1))
+    late = [np.log10(c.estimator_params["C"]) for c in search.ask(10)]
+    early = [np.log10(c.estimator_params["C"]) for c in RandomSearch(space, seed=0).ask(10)]
+    assert np.mean(np.abs(np.array(late) + 2)) < np.mean(np.abs(np.array(early) + 2))
+
+
+def test_random_search_is_seeded_and_has_no_portfolio():
+    _, space = _space()
+    a = [c.key() for c in RandomSearch(space, seed=2).ask(20)]
+    assert a == [c.key() for c in RandomSearch(space, seed=2).ask(20)]
+    assert {c.origin for c in RandomSearch(space, seed=2).ask(5)} == {"random"}
+
+
+def test_xgboost_needs_integer_labels():
+    pytest.importorskip("xgboost")
+    _, ints = _space(integer_labels=True)
+    _, strings = _space(integer_labels=False)
+    assert "xgboost_classifier" in [e.key for e in ints.estimators]
+    assert "xgboost_classifier" not in [e.key for e in strings.estimators]
+    assert any("xgboost_classifier" in s for s in strings.skipped)
+
+
+def _iterations(cfg, space, X, y, n: int, seed: int = 0) -> tuple:
+    data = prepare(Dataset("t", X, y), cfg.automl)
+    search = TPESearch(space, seed=seed, metric=cfg.automl.primary_metric)
+    results = [run_iteration(i, c, data) for i, c in enumerate(search.ask(n))]
+    assert all(r.status == COMPLETED for r in results), [r.error for r in results]
+    return data, results
+
+
+def test_ensembles_score_near_chance_on_pure_noise_labels():
+    """Selection and stacking fitted on the scored rows would look far better than chance."""
+    cfg, space = _space(
+        "automl.allowed_models=[RandomForest,ExtremeRandomTrees,KNN,DecisionTree,GradientBoosting]"
+    )
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(1000, 8)), rng.integers(0, 2, 1000)
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    data = prepare(Dataset("t", X, y), cfg.automl)
+    results = [run_iteration(i, c, data) for i, c in enumerate(search.ask(12))]
+    out = ensemble_iterations(
+        results, data, "AUC_weighted", voting=True, stacking=True,
+        candidates=10, rounds=20, first_iteration=12,
+    )  # fmt: skip
+    assert [r.candidate.family for r in out] == [VOTING, STACKING]
+    for r in out:
+        assert abs(r.mean("AUC_weighted") - 0.5) < 0.04, (r.candidate.family, r.fold_scores)
+    # the members' own CV scores are honest too, so the ensembles do not beat them by much
+    best_member = max(r.mean("AUC_weighted") for r in results)
+    assert max(r.mean("AUC_weighted") for r in out) < best_member + 0.05
+
+
+def test_ensembles_match_their_members_and_refit_to_plain_sklearn():
+    cfg, space = _space(
+        "automl.allowed_models=[RandomForest,LogisticRegression,KNN,ExtremeRandomTrees]",
+        "automl.n_cross_validations=3",
+    )
+    X, y = load_breast_cancer(return_X_y=True)
+    data, results = _iterations(cfg, space, X, y, 6)
+    out = ensemble_iterations(
+        results, data, "AUC_weighted", voting=True, stacking=True,
+        candidates=10, rounds=10, first_iteration=6,
+    )  # fmt: skip
+    best = max(r.mean("AUC_weighted") for r in results)
+    by_kind = {r.candidate.family: r for r in out}
+    assert by_kind[VOTING].mean("AUC_weighted") > best - 0.005
+    assert [r.iteration for r in out] == [6, 7]
+    for r in out:
+        model = refit(r.candidate, data)
+        assert type(model).__module__.startswith("sklearn.")
+        members = [refit(m, data) for m in r.candidate.members]
+        proba = [m.predict_proba(X[:50]) for m in members]
+        if r.candidate.family == VOTING:
+            w = np.array(r.candidate.weights)
+            expected = sum(wi * p for wi, p in zip(w, proba, strict=True)) / w.sum()
+        else:  # the final estimator sees the members' predictions in our layout
+            expected = r.candidate.meta.predict_proba(stack_features(proba, "classification"))
+        np.testing.assert_allclose(model.predict_proba(X[:50]), expected, atol=1e-9)
+
+
+def test_regression_ensembles():
+    cfg, space = _space(
+        "automl=regression",
+        "automl.allowed_models=[RandomForest,ElasticNet,KNN]",
+        "automl.n_cross_validations=3",
+    )
+    X, y = make_friedman1(300, noise=1.0, random_state=0)
+    data, results = _iterations(cfg, space, X, y, 5)
+    out = ensemble_iterations(
+        results, data, "r2_score", voting=True, stacking=True,
+        candidates=10, rounds=10, first_iteration=5,
+    )  # fmt: skip
+    # the stacking ensemble always comes; voting only when selection keeps 2+ members
+    assert out[-1].candidate.family == STACKING
+    assert all(len(r.candidate.members) >= 2 for r in out)
+    for r in out:
+        assert len(r.fold_scores["r2_score"]) == 3
+        model = refit(r.candidate, data)
+        assert model.predict(X[:5]).shape == (5,)
+
+
+def test_ensembles_on_a_holdout_use_pseudo_folds_of_it():
+    cfg, space = _space(
+        "automl.allowed_models=[RandomForest,LogisticRegression]",
+        "automl.n_cross_validations=null",
+        "automl.validation_size=0.3",
+    )
+    X, y = load_breast_cancer(return_X_y=True)
+    data, results = _iterations(cfg, space, X, y, 4)
+    out = ensemble_iterations(
+        results, data, "AUC_weighted", voting=False, stacking=True,
+        candidates=10, rounds=10, first_iteration=4,
+    )  # fmt: skip
+    assert len(out) == 1 and len(out[0].fold_scores["AUC_weighted"]) == 5
