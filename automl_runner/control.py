@@ -30,7 +30,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # tags the driver keeps on its parent run
-STATE = "automl.state"  # SUBMITTED, RUNNING, STOPPING, then the run's end status
+STATE = "automl.state"  # SUBMITTED, RUNNING, STOPPING, ENSEMBLING, REFITTING, end status
 RUNNING = "automl.running"  # JSON [[iteration, pipeline, started (epoch s)], ...]
 DRIVER = "automl.driver"  # host:pid of the driver writing this run
 HEARTBEAT = "automl.heartbeat"  # epoch seconds of the driver's latest write

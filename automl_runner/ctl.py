@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         sys.exit(_run(args))
+    except KeyboardInterrupt:
+        # Ctrl-C on wait or status ends this command, not the experiment (that is `stop`)
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        sys.exit(130)
     except UserError as ex:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -25,8 +25,8 @@ class ExperimentStatus:
     run_id: str
     experiment: str
     tracking_uri: str
-    # SUBMITTED, RUNNING, STOPPING, ENSEMBLING, REFITTING, then FINISHED, KILLED or FAILED; LOST when
-    # the run says RUNNING but its driver is gone (resume it with automl.resume)
+    # SUBMITTED, RUNNING, STOPPING, ENSEMBLING, REFITTING, then FINISHED, KILLED or FAILED;
+    # LOST when the run says RUNNING but its driver is gone (resume it with automl.resume)
     state: str
     primary_metric: str
     # automl.iterations of the driver (the budget)
@@ -109,7 +109,7 @@ def read_status(client: Any, run_id: str, tracking_uri: str) -> ExperimentStatus
     except Exception as ex:
         raise UserError(f"run {run_id}: no such run in {tracking_uri}") from ex
     tags = run.data.tags
-    if tags.get("automl.kind") == "iteration":
+    if tags.get("automl.kind") in ("iteration", "ensemble"):
         run = client.get_run(tags["mlflow.parentRunId"])
         tags = run.data.tags
     elif tags.get("automl.kind") != "experiment":

@@ -114,7 +114,7 @@ def test_submit_returns_at_once_then_status_cancel_and_stop_from_other_processes
     status = _ctl("status", run_id, "--tracking-uri", uri)
     assert status.returncode == 0, status.stderr
     assert re.search(r"^state:\s+RUNNING \(driver ", status.stdout, re.M)
-    assert re.search(rf"^running:\s+{n}\s+\S+ sleepy", status.stdout, re.M)
+    assert re.search(rf"^running:\s+{n}\s+.* sleepy, for \d:\d\d:\d\d$", status.stdout, re.M)
     assert re.search(r"^iterations:\s+\d+ of 30 done", status.stdout, re.M)
 
     # cancel iteration n from the command line: it is recorded CANCELLED, the rest goes on
