@@ -309,6 +309,9 @@ def _interrupted(cluster, tmp_path: Path, signals: int) -> tuple[subprocess.Pope
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **RAY_ENV},
+        # as in a terminal: a shell's background job (nohup ... &, some CI runners)
+        # starts with SIGINT ignored, and an ignored Ctrl-C stays ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     seen = []
@@ -319,7 +322,9 @@ def _interrupted(cluster, tmp_path: Path, signals: int) -> tuple[subprocess.Pope
     time.sleep(3)  # the portfolio's sleepy default is running by now
     for _ in range(signals):
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.2)
+        # Python runs its handler once per wait slice of the driver (1 s): two signals
+        # within one slice count as one, as two quick key presses would
+        time.sleep(1.5)
     sent = time.monotonic()
     stdout, stderr = proc.communicate(timeout=180)
     return proc, "".join(seen) + stdout, stderr, time.monotonic() - sent
