@@ -27,7 +27,7 @@ import numpy as np
 
 from .metrics import METRICS, Fold, better, score_fold
 from .space import Candidate
-from .worker import COMPLETED, IterationResult, PreparedData
+from .worker import COMPLETED, IterationResult, PreparedData, best_first
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ def pool(
         and r.mean(metric) is not None
         and np.isfinite(r.mean(metric))  # type: ignore[arg-type]
     ]
-    sign = -1.0 if METRICS[metric].greater_is_better else 1.0
-    ok.sort(key=lambda r: (sign * r.mean(metric), r.iteration))  # type: ignore[operator]
+    ok.sort(key=best_first(metric))
     out, seen = [], set()
     for r in ok:
         if r.candidate.key() not in seen:

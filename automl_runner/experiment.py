@@ -45,6 +45,7 @@ from .worker import (
     TIMEOUT,
     IterationResult,
     PreparedData,
+    best_first,
     node_name,
 )
 
@@ -150,6 +151,7 @@ def prepare(ds: Dataset, automl: DictConfig) -> PreparedData:
         numeric=ds.numeric,
         categorical=ds.categorical,
         seed=automl.seed,
+        impute=ds.has_missing(),
     )
 
 
@@ -666,16 +668,7 @@ def _keep_best_predictions(result: ExperimentResult, keep: int) -> None:
     held = [r for r in result.results if r.oof is not None]
     if len(held) <= 2 * keep:
         return
-    from .metrics import METRICS
-
-    sign = -1.0 if METRICS[result.primary_metric].greater_is_better else 1.0
-
-    def rank(r: IterationResult) -> tuple[float, int]:
-        score = r.mean(result.primary_metric)
-        ok = score is not None and np.isfinite(score)
-        return (sign * score if ok else np.inf, r.iteration)  # type: ignore[operator]
-
-    for r in sorted(held, key=rank)[2 * keep :]:
+    for r in sorted(held, key=best_first(result.primary_metric))[2 * keep :]:
         r.oof = None
 
 

@@ -253,14 +253,21 @@ def build_pipeline(
     dataframe: bool,
     sparse_input: bool,
     seed: int,
+    impute: bool = True,
 ) -> Pipeline:
     """The scikit-learn pipeline for a candidate: [prepare] -> scaler -> estimator.
+
+    `prepare` (impute, one-hot encode) is there when the data needs it: categorical
+    columns, or missing values in the training or validation rows. Numeric data without
+    any gets none, so no copy of it is made for nothing (such a model, like any plain
+    scikit-learn estimator, refuses missing values at predict time).
 
     Only scikit-learn classes go in, so the pickled model loads wherever scikit-learn is
     installed, without this package.
     """
     steps: list[tuple[str, Any]] = []
-    if preprocess and not sparse_input:  # sparse input is numeric, its zeros are data
+    # sparse input is numeric, its zeros are data
+    if preprocess and not sparse_input and (impute or categorical):
         steps.append(("prepare", _prepare(numeric, categorical, dataframe)))
     steps.append(
         ("scale", _make(candidate.preprocessor_target, candidate.preprocessor_params, seed))

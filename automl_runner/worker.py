@@ -44,6 +44,9 @@ class PreparedData:
     numeric: list[str]
     categorical: list[str]
     seed: int
+    # whether X or X_valid has missing values: without any (and without categorical
+    # columns) the pipeline has no imputation step, which would copy the data twice
+    impute: bool = True
 
     def oof_rows(self) -> np.ndarray:
         """Rows of the validation predictions an iteration keeps, in the order it keeps them.
@@ -63,6 +66,7 @@ class PreparedData:
             preprocess=self.preprocess,
             numeric=self.numeric,
             categorical=self.categorical,
+            impute=self.impute,
             dataframe=isinstance(self.X, pd.DataFrame),
             sparse_input=not isinstance(self.X, pd.DataFrame | np.ndarray),
             seed=self.seed,
@@ -97,6 +101,21 @@ class IterationResult:
         if not scores or self.status != COMPLETED:
             return None
         return float(np.nanstd(scores)) if not np.all(np.isnan(scores)) else float("nan")
+
+
+def best_first(metric: str) -> Any:
+    """Sort key ranking results best first by their mean `metric`, ties to the earlier
+    iteration; results without a finite score go last."""
+    from .metrics import METRICS
+
+    sign = -1.0 if METRICS[metric].greater_is_better else 1.0
+
+    def key(r: IterationResult) -> tuple[float, int]:
+        score = r.mean(metric)
+        ok = score is not None and np.isfinite(score)
+        return (sign * score if ok else np.inf, r.iteration)  # type: ignore[operator]
+
+    return key
 
 
 def node_name() -> str:

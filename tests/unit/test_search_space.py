@@ -8,7 +8,7 @@ from scipy import sparse
 from sklearn.datasets import make_classification, make_regression
 
 import automl_runner
-from automl_runner.data import Dataset
+from automl_runner.data import Dataset, _type_columns, missing_values
 from automl_runner.experiment import prepare
 from automl_runner.search import TPESearch
 from automl_runner.space import SearchSpace
@@ -161,3 +161,54 @@ def test_sample_weight_reaches_fit_and_scores():
     weighted = run_iteration(0, candidate, _prepared(cfg, X, y, sample_weight=weight))
     assert weighted.status == COMPLETED
     assert weighted.fold_scores["accuracy"] != plain.fold_scores["accuracy"]
+
+
+def test_imputation_step_only_where_the_data_has_missing_values():
+    """Numeric rows without a missing value get no imputer (it would copy them twice)."""
+    cfg, space = _space("automl.n_cross_validations=2")
+    X, y = make_classification(80, 4, random_state=0)
+    candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
+
+    def steps(data):
+        return list(data.pipeline(candidate).named_steps)
+
+    assert steps(_prepared(cfg, X, y)) == ["scale", "model"]
+    gap = X.copy()
+    gap[3, 1] = np.nan
+    assert steps(_prepared(cfg, gap, y))[0] == "prepare"
+    # a gap only in X_valid still needs the imputer fitted on X
+    holdout = _prepared(cfg, X[:60], y[:60], X_valid=gap[:20], y_valid=y[:20])
+    assert steps(holdout)[0] == "prepare"
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    assert steps(_prepared(cfg, frame, y)) == ["scale", "model"]
+    frame["city"] = np.where(y == 1, "north", "south")
+    ds = Dataset("t", frame, y)
+    _type_columns(ds, cfg.automl, "test")
+    assert steps(prepare(ds, cfg.automl))[0] == "prepare"
+    # without the imputer the iteration still scores, and no value changes on the way
+    r = run_iteration(0, candidate, _prepared(cfg, X, y))
+    assert r.status == COMPLETED, r.error
+
+
+def test_missing_values_are_counted_block_by_block():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1000, 7))
+    where = rng.random(X.shape) < 0.01
+    X[where] = np.nan
+    assert missing_values(X, chunk_rows=64) == int(where.sum()) > 0
+    assert missing_values(X.astype(np.float32), chunk_rows=1000) == int(where.sum())
+    assert missing_values(np.ones((5, 2), dtype=int)) == 0
+    assert missing_values(pd.DataFrame({"a": [1.0, None], "b": ["x", None]})) == 2
+
+
+def test_no_scaling_passes_the_features_through_unchanged():
+    cfg, space = _space("search_space/preprocessors=[no_scaling]", "automl.n_cross_validations=2")
+    assert [p.key for p in space.preprocessors] == ["no_scaling"]
+    X, y = make_classification(80, 4, random_state=0)
+    candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
+    assert candidate.description.startswith("Unscaled ")
+    pipe = _prepared(cfg, pd.DataFrame(X, columns=list("abcd")), y).pipeline(candidate)
+    pipe.fit(pd.DataFrame(X, columns=list("abcd")), y)
+    out = pipe.named_steps["scale"].transform(X)
+    assert out is X  # the identity: not even a copy
+    assert list(pipe[:-1].get_feature_names_out()) == list("abcd")
