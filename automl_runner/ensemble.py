@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from .metrics import METRICS, Fold, better, score_fold
 from .space import Candidate
-from .worker import COMPLETED, IterationResult, PreparedData, best_first
+from .worker import COMPLETED, IterationResult, PreparedData, best_first, take_rows
 
 log = logging.getLogger(__name__)
 
@@ -320,11 +321,15 @@ def build_ensemble(candidate: Candidate, fitted: list[Any], data: PreparedData) 
         for i, m in zip(candidate.member_iterations, fitted, strict=True)
     ]
     classification = data.task == "classification"
+    # the members are frozen and the stacker is replaced below, so fit() only has to
+    # learn the classes and the columns: a few rows do, and the data is not copied
+    rows = _assembly_rows(data)
+    X, y = take_rows(data.X, rows), data.y[rows]
     if candidate.estimator == VOTING:
         weights = list(candidate.weights)
         if classification:
-            return VotingClassifier(named, voting="soft", weights=weights).fit(data.X, data.y)
-        return VotingRegressor(named, weights=weights).fit(data.X, data.y)
+            return VotingClassifier(named, voting="soft", weights=weights).fit(X, y)
+        return VotingRegressor(named, weights=weights).fit(X, y)
     # fit() trains a final estimator on the members' in-sample predictions; it is replaced
     # by the one fitted on out-of-fold predictions, which is what was scored
     if classification:
@@ -333,6 +338,17 @@ def build_ensemble(candidate: Candidate, fitted: list[Any], data: PreparedData) 
         )
     else:
         stack = StackingRegressor(named, final_estimator=_meta("regression"), cv=2)
-    stack.fit(data.X, data.y)
+    with warnings.catch_warnings():
+        # a class with a single row among the few
+        warnings.filterwarnings("ignore", message="The least populated class")
+        stack.fit(X, y)
     stack.final_estimator_ = candidate.meta
     return stack
+
+
+def _assembly_rows(data: PreparedData, per_class: int = 4, regression_rows: int = 64) -> np.ndarray:
+    """A few training rows holding every class (up to `per_class` rows of each)."""
+    if data.task != "classification":
+        return np.arange(min(regression_rows, len(data.y)))
+    picked = [np.flatnonzero(data.y == c)[:per_class] for c in np.unique(data.y)]
+    return np.sort(np.concatenate(picked))

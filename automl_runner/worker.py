@@ -130,7 +130,7 @@ def node_name() -> str:
     return f"{socket.gethostname()}/pid-{os.getpid()}"
 
 
-def _rows(X: Any, idx: np.ndarray) -> Any:
+def take_rows(X: Any, idx: np.ndarray) -> Any:
     return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
 
 
@@ -187,9 +187,13 @@ def evaluate(data: PreparedData, candidate: Candidate) -> tuple[dict[str, list[f
             # fold rows are this task's own copy: transform them in place instead of
             # holding another copy per step (the logged model keeps copy=True)
             _in_place(model)
-            _fit(model, _rows(data.X, train), data.y[train], None if w is None else w[train])
+            _fit(model, take_rows(data.X, train), data.y[train], None if w is None else w[train])
             fold = _fold(
-                data, model, _rows(data.X, valid), data.y[valid], None if w is None else w[valid]
+                data,
+                model,
+                take_rows(data.X, valid),
+                data.y[valid],
+                None if w is None else w[valid],
             )
         for name, value in score_fold(data.task, fold).items():
             scores.setdefault(name, []).append(value)
@@ -280,7 +284,7 @@ def explain_best(model: Any, data: PreparedData, settings: dict[str, Any]) -> tu
     n = source.shape[0]
     rng = np.random.default_rng(data.seed)
     idx = np.arange(n) if n <= wanted else np.sort(rng.choice(n, wanted, replace=False))
-    rows = _rows(source, idx)
+    rows = take_rows(source, idx)
     explanation = explain_pipeline(
         model,
         rows,
@@ -291,4 +295,4 @@ def explain_best(model: Any, data: PreparedData, settings: dict[str, Any]) -> tu
         seed=data.seed,
         **options,
     )
-    return explanation, _rows(rows, np.arange(explanation.shap_engineered.shape[1]))
+    return explanation, take_rows(rows, np.arange(explanation.shap_engineered.shape[1]))
