@@ -407,9 +407,7 @@ def _run(
     # whatever finished first. With a time budget nothing is reproducible anyway,
     # so every result is told as it arrives and no slot waits.
     ordered = deadline is None
-    # how many launches a result may lag behind: with one slot none; with several, a few
-    # rounds of them, so that one long iteration does not leave the other slots idle
-    lag = 1 if concurrency == 1 else 3 * concurrency
+    lag = tell_lag(concurrency)
     finished: dict[int, IterationResult] = {}
 
     def done_with(r: IterationResult) -> None:
@@ -661,6 +659,13 @@ def _integer_labels(ds: Dataset) -> bool:
 
 def _portfolio_size(automl: DictConfig, space: SearchSpace) -> int:
     return len(space.estimators) if automl.search == "tpe" else 0
+
+
+def tell_lag(concurrency: int) -> int:
+    """How many launches a told result may lag behind (iteration budget): with one slot
+    none; with several, a few rounds of them, so that one long iteration does not leave
+    the other slots idle."""
+    return 1 if concurrency == 1 else 3 * concurrency
 
 
 def _keep_best_predictions(result: ExperimentResult, keep: int) -> None:
