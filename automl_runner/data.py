@@ -40,6 +40,7 @@ class Dataset:
     categorical: list[str] = field(default_factory=list)
     # columns the pipeline imputes and scales (DataFrame input only)
     numeric: list[str] = field(default_factory=list)
+    _missing_in_X: int | None = field(default=None, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -53,11 +54,18 @@ class Dataset:
     def is_sparse(self) -> bool:
         return sparse.issparse(self.X)
 
+    def missing_in_X(self) -> int:
+        """Missing values in X (sparse input: none; its zeros are data), counted once: the
+        driver later swaps X for the object-store copy of the same values."""
+        if self._missing_in_X is None:
+            self._missing_in_X = 0 if self.is_sparse else missing_values(self.X)
+        return self._missing_in_X
+
     def has_missing(self) -> bool:
-        """Whether X or X_valid has a missing value (sparse input: never; its zeros are data)."""
-        return any(
-            X is not None and not sparse.issparse(X) and missing_values(X) > 0
-            for X in (self.X, self.X_valid)
+        """Whether X or X_valid has a missing value."""
+        valid = self.X_valid
+        return self.missing_in_X() > 0 or (
+            valid is not None and not sparse.issparse(valid) and missing_values(valid) > 0
         )
 
     def summary(self, task: str) -> dict[str, Any]:
@@ -71,7 +79,7 @@ class Dataset:
             "sample_weight": self.sample_weight is not None,
         }
         if not self.is_sparse:
-            out["missing_values"] = missing_values(self.X)
+            out["missing_values"] = self.missing_in_X()
         if task == "classification":
             classes, counts = np.unique(self.y, return_counts=True)
             out["classes"] = len(classes)
