@@ -132,7 +132,8 @@ class AutoMLConfig:
     # predictions, and a stacking ensemble; each wins only if it scores best
     enable_voting_ensemble: bool = True
     enable_stack_ensemble: bool = True
-    # how many of the best iterations the ensembles choose from, and the voting
+    # how many iterations the ensembles choose from (the best of each family first, then
+    # the best of the rest), and the voting
     # ensemble's selection rounds (members may be picked more than once)
     ensemble_candidates: int = 10
     ensemble_size: int = 20

@@ -40,7 +40,13 @@ HOLDOUT_GROUPS = 5
 def pool(
     results: list[IterationResult], data: PreparedData, metric: str, size: int
 ) -> list[IterationResult]:
-    """The best `size` distinct completed iterations that can join an ensemble, best first."""
+    """Up to `size` distinct completed iterations that can join an ensemble, best first:
+    the best of each family first, then the best of the rest.
+
+    A long search converges on one family, often one preprocessor with small variations
+    of its hyperparameters; the best N alone would then be near-copies whose errors
+    coincide, and an ensemble of them no better than its best member.
+    """
     ok = [
         r
         for r in results
@@ -52,13 +58,25 @@ def pool(
         and np.isfinite(r.mean(metric))  # type: ignore[arg-type]
     ]
     ok.sort(key=best_first(metric))
-    out, seen = [], set()
+    distinct, seen = [], set()
     for r in ok:
         if r.candidate.key() not in seen:
             seen.add(r.candidate.key())
+            distinct.append(r)
+    leaders = family_leaders(distinct)
+    chosen = leaders[:size]
+    taken = {id(r) for r in chosen}
+    chosen += [r for r in distinct if id(r) not in taken][: size - len(chosen)]
+    return sorted(chosen, key=best_first(metric))
+
+
+def family_leaders(ranked: list[IterationResult]) -> list[IterationResult]:
+    """The first (best) result of each family in a best-first list, in that order."""
+    out, families = [], set()
+    for r in ranked:
+        if r.candidate.family not in families:
+            families.add(r.candidate.family)
             out.append(r)
-        if len(out) == size:
-            break
     return out
 
 

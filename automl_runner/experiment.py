@@ -30,7 +30,7 @@ from . import resume as resuming
 from .compute import connect
 from .control import CANCEL, POLL_SECONDS, STOP, DriverChannel, Interrupts
 from .data import Dataset, experiment_name, load
-from .ensemble import ensemble_iterations
+from .ensemble import ensemble_iterations, family_leaders
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
 from .metrics import better
@@ -669,12 +669,18 @@ def tell_lag(concurrency: int) -> int:
 
 
 def _keep_best_predictions(result: ExperimentResult, keep: int) -> None:
-    """Drop the out-of-fold predictions of all but the best `keep` iterations (memory)."""
-    held = [r for r in result.results if r.oof is not None]
+    """Drop the out-of-fold predictions of all but what the ensembles may pick from
+    (memory): the best 2 x `keep` iterations and the best of each family."""
+    held = sorted(
+        (r for r in result.results if r.oof is not None),
+        key=best_first(result.primary_metric),
+    )
     if len(held) <= 2 * keep:
         return
-    for r in sorted(held, key=best_first(result.primary_metric))[2 * keep :]:
-        r.oof = None
+    kept = {id(r) for r in held[: 2 * keep] + family_leaders(held)}
+    for r in held:
+        if id(r) not in kept:
+            r.oof = None
 
 
 def _explainable(model: Any) -> tuple[Any, str | None]:

@@ -14,9 +14,10 @@ from automl_runner.ensemble import (
     STACKING,
     VOTING,
     ensemble_iterations,
+    pool,
     stack_features,
 )
-from automl_runner.experiment import prepare
+from automl_runner.experiment import ExperimentResult, _keep_best_predictions, prepare
 from automl_runner.search import RandomSearch, TPESearch
 from automl_runner.space import SearchSpace
 from automl_runner.worker import COMPLETED, IterationResult, refit, run_iteration
@@ -186,3 +187,42 @@ def test_ensembles_on_a_holdout_use_pseudo_folds_of_it():
         candidates=10, rounds=10, first_iteration=4,
     )  # fmt: skip
     assert len(out) == 1 and len(out[0].fold_scores["AUC_weighted"]) == 5
+
+
+def _scored(space, scores: dict[str, list[float]]) -> list[IterationResult]:
+    """Regression results: for each family, one iteration per score (distinct params)."""
+    by_name = {e.name: e for e in space.estimators}
+    out = []
+    for family, values in scores.items():
+        est = by_name[family]
+        for k, s in enumerate(values):
+            c = space.candidate(space.preprocessors[0], est, {"tag": k}, est.default, "test")
+            r = IterationResult(len(out), c, COMPLETED, {"r2_score": [s]}, duration=1.0)
+            r.oof = np.full(10, float(len(out)))
+            out.append(r)
+    return out
+
+
+def test_the_ensemble_pool_holds_the_best_of_each_family_then_the_best_of_the_rest():
+    """A search converged on one family would otherwise pool near-copies of it."""
+    _, space = _space("automl=regression")
+    results = _scored(
+        space,
+        {"RandomForest": [0.9, 0.89, 0.88, 0.87, 0.86], "KNN": [0.5, 0.4], "ElasticNet": [0.7]},
+    )
+    data = type("D", (), {"task": "regression"})()
+    names = [(r.candidate.family, r.mean("r2_score")) for r in pool(results, data, "r2_score", 5)]
+    # best first; the leaders of KNN and ElasticNet are in, the second KNN is not
+    assert names == [
+        ("RandomForest", 0.9), ("RandomForest", 0.89), ("RandomForest", 0.88),
+        ("ElasticNet", 0.7), ("KNN", 0.5),
+    ]  # fmt: skip
+    assert [r.candidate.family for r in pool(results, data, "r2_score", 2)] == [
+        "RandomForest",
+        "ElasticNet",
+    ]
+    # only the predictions the pool may need are kept in memory
+    result = ExperimentResult("", "", "", "RUNNING", "r2_score", results=results)
+    _keep_best_predictions(result, keep=2)
+    kept = sorted(r.mean("r2_score") for r in results if r.oof is not None)
+    assert kept == [0.5, 0.7, 0.87, 0.88, 0.89, 0.9]
