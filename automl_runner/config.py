@@ -133,8 +133,8 @@ class AutoMLConfig:
     enable_voting_ensemble: bool = True
     enable_stack_ensemble: bool = True
     # how many iterations the ensembles choose from (the best of each family first, then
-    # the best of the rest), and the voting
-    # ensemble's selection rounds (members may be picked more than once)
+    # the best of the rest), and the voting ensemble's selection rounds (members may be
+    # picked more than once)
     ensemble_candidates: int = 10
     ensemble_size: int = 20
     # continue an interrupted experiment: its MLflow parent run id; null = a new experiment

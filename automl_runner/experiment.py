@@ -671,12 +671,10 @@ def tell_lag(concurrency: int) -> int:
 def _keep_best_predictions(result: ExperimentResult, keep: int) -> None:
     """Drop the out-of-fold predictions of all but what the ensembles may pick from
     (memory): the best 2 x `keep` iterations and the best of each family."""
-    held = sorted(
-        (r for r in result.results if r.oof is not None),
-        key=best_first(result.primary_metric),
-    )
+    held = [r for r in result.results if r.oof is not None]
     if len(held) <= 2 * keep:
         return
+    held.sort(key=best_first(result.primary_metric))
     kept = {id(r) for r in held[: 2 * keep] + family_leaders(held)}
     for r in held:
         if id(r) not in kept:
