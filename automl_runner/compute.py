@@ -65,6 +65,11 @@ def connect(compute: DictConfig) -> Iterator[Cluster]:
         )
         common.update(OmegaConf.to_container(compute.init, resolve=True))  # type: ignore[arg-type]
         if compute.kind == "local":
+            # Ray's workers start when the first iterations are submitted, not when the
+            # driver connects: the data goes into the object store before that, and the
+            # moment of the put (the data twice) then has no idle worker processes beside
+            system = {"prestart_worker_first_driver": False, **common.get("_system_config", {})}
+            common["_system_config"] = system
             # "local" starts a fresh instance even when a cluster is running on this machine
             ray.init(address="local", num_cpus=compute.num_cpus, **common)
         else:

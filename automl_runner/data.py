@@ -51,6 +51,11 @@ class Dataset:
         return int(self.X.shape[1])
 
     @property
+    def nbytes(self) -> int:
+        """Memory of X and X_valid (a DataFrame's object columns: their pointers only)."""
+        return sum(_nbytes(part) for part in (self.X, self.X_valid) if part is not None)
+
+    @property
     def is_sparse(self) -> bool:
         return sparse.issparse(self.X)
 
@@ -87,6 +92,14 @@ class Dataset:
         else:
             out["target_min"], out["target_max"] = float(self.y.min()), float(self.y.max())
         return out
+
+
+def _nbytes(X: Any) -> int:
+    if isinstance(X, pd.DataFrame):
+        return int(X.memory_usage(index=False, deep=False).sum())
+    if sparse.issparse(X):
+        return sum(int(a.nbytes) for a in vars(X).values() if isinstance(a, np.ndarray))
+    return int(getattr(X, "nbytes", 0))
 
 
 def missing_values(X: Any, chunk_rows: int = 65536) -> int:

@@ -109,6 +109,10 @@ class ExperimentResult:
         return run, model
 
 
+# data from this size on is put into the object store before the MLflow store opens
+OPEN_TRACKER_EARLY_BELOW_BYTES = 256 * 2**20
+
+
 def prepare(ds: Dataset, automl: DictConfig) -> PreparedData:
     """Fix the validation scheme once (seeded), so every candidate sees the same splits."""
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
@@ -242,16 +246,21 @@ def _prepare_and_run(
     prepared = prepare(dataset, automl)
     name = cfg.tracking.experiment_name or f"automl-{experiment_name(cfg.data)}"
 
-    # the MLflow store opens (SQLite migrations, experiment lookup) while Ray starts
+    # the MLflow store opens (SQLite migrations, experiment lookup) while Ray starts;
+    # with large data only once the data is in the object store: MLflow and its store
+    # (~0.1 GB) should not add to the moment of the put, when the data exists twice
     with ThreadPoolExecutor(1) as pool:
-        pending_tracker = pool.submit(_open_tracker, cfg, name)
+        early = not serial and dataset.nbytes < OPEN_TRACKER_EARLY_BELOW_BYTES
+        pending_tracker = pool.submit(_open_tracker, cfg, name) if early else None
         if serial:
-            tracker = pending_tracker.result()
+            tracker = _open_tracker(cfg, name)
             return _run(
                 cfg, overrides, tags, dataset, space, prepared, tracker, SerialExecutor(prepared), 1
             )
         with connect(cfg.compute) as cluster:
-            tracker = pending_tracker.result()
+            if pending_tracker is not None:
+                # a store that cannot open fails the run before the data is put
+                pending_tracker.result()
             slots = cluster.slots(cfg.compute.cpus_per_iteration)
             concurrency = automl.max_concurrent_iterations or slots
             if concurrency > slots:
@@ -277,6 +286,7 @@ def _prepare_and_run(
             # arrays) and lets its own copy go: one copy of the data in memory, not two
             prepared = executor.shared_data()
             dataset.X, dataset.y, dataset.X_valid = prepared.X, prepared.y, prepared.X_valid
+            tracker = (pending_tracker or pool.submit(_open_tracker, cfg, name)).result()
             return _run(
                 cfg, overrides, tags, dataset, space, prepared, tracker, executor, concurrency
             )

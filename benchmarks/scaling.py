@@ -10,7 +10,8 @@
    from a get_data.py), 2 concurrent iterations of SGD (plus the ensembles, the refit and
    the model logging). The peak of the summed proportional set size (PSS: shared pages
    such as Ray's object store counted once) of the command and every process it starts
-   (Ray's raylet, object store and workers), sampled every 0.25 s, next to the same run
+   (Ray's raylet, object store and workers), sampled every 0.02 s (the moment of the
+   put lasts a fraction of a second), next to the same run
    on a 0.01 GB set (the footprint of Python, Ray and MLflow). Two peaks: the whole
    run's, and the one from the first iteration on. The first includes the moment the
    data is put into the object store, when the array get_data() returned and its
@@ -75,7 +76,7 @@ def run(args: list[str], folder: Path, sample_memory: bool = False) -> tuple[Any
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     total += p.memory_full_info().pss
             samples.append((time.monotonic(), total))
-            time.sleep(0.25)
+            time.sleep(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
     if sample_memory:

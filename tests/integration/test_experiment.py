@@ -241,6 +241,37 @@ def test_seed_get_data_script_runs_unchanged(ray_local, store, tmp_path):
 CHEAP = "automl.allowed_models=[LogisticRegression,KNN,DecisionTree,ExtremeRandomTrees]"
 
 
+@pytest.mark.parametrize("large", [False, True])
+def test_with_large_data_the_mlflow_store_opens_once_the_data_is_in_the_object_store(
+    ray_local, store, monkeypatch, large
+):
+    """Small data: MLflow opens while Ray starts. Large data: after the put, so MLflow's
+    memory does not add to the moment the data exists twice; every run is logged alike."""
+    from automl_runner import experiment
+
+    events: list[str] = []
+    open_tracker, init = experiment._open_tracker, experiment.RayExecutor.__init__
+
+    def spy_open(*args, **kwargs):
+        events.append("open store")
+        return open_tracker(*args, **kwargs)
+
+    def spy_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        events.append("data put")
+
+    monkeypatch.setattr(experiment, "_open_tracker", spy_open)
+    monkeypatch.setattr(experiment.RayExecutor, "__init__", spy_init)
+    # iris is 4.8 kB: "large" moves the threshold below it
+    threshold = 1024 if large else experiment.OPEN_TRACKER_EARLY_BELOW_BYTES
+    monkeypatch.setattr(experiment, "OPEN_TRACKER_EARLY_BELOW_BYTES", threshold)
+    result = automl_runner.run(["data=iris", "automl.iterations=2", *NO_ENSEMBLES, *store])
+    assert events == (["data put", "open store"] if large else ["open store", "data put"])
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    assert len(parents) == 1 and len(children) == 2
+    assert parents[0].data.metrics["iterations_completed"] == 2
+
+
 def _board(result):
     return [
         (r.iteration, r.candidate.key(), r.status, r.mean("AUC_weighted"))

@@ -204,3 +204,19 @@ def test_regression_target_must_be_numeric(tmp_path):
     cfg = _cfg("data=file", f"data.path={path}", "data.target=label", "automl=regression")
     with pytest.raises(ConfigError, match="non-numeric values; use automl=classification"):
         load(cfg.data, cfg.automl)
+
+
+def test_dataset_size_counts_x_and_x_valid_whatever_their_type():
+    from scipy import sparse
+
+    from automl_runner.data import Dataset
+
+    X = np.zeros((100, 5))
+    assert Dataset("a", X, np.zeros(100)).nbytes == 4000
+    assert Dataset("a", X, np.zeros(100), X_valid=X[:10]).nbytes == 4400
+    frame = pd.DataFrame({"a": np.zeros(10), "b": np.arange(10, dtype="int32")})
+    assert Dataset("a", frame, np.zeros(10)).nbytes == 120
+    csr = sparse.random(50, 20, density=0.1, format="csr", random_state=0)
+    assert Dataset("a", csr, np.zeros(50)).nbytes == (
+        csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes
+    )
