@@ -332,11 +332,15 @@ def _attach(
 
 
 def _counts(results: list[IterationResult]) -> dict[str, int]:
+    """Search iterations by status, and the ensemble iterations (which do not count
+    toward automl.iterations) apart."""
+    search = [r for r in results if r.candidate.origin != "ensemble"]
     return {
-        "completed": sum(r.status == COMPLETED for r in results),
-        "failed": sum(r.status == FAILED for r in results),
-        "timed_out": sum(r.status == TIMEOUT for r in results),
-        "cancelled": sum(r.status == CANCELLED for r in results),
+        "completed": sum(r.status == COMPLETED for r in search),
+        "failed": sum(r.status == FAILED for r in search),
+        "timed_out": sum(r.status == TIMEOUT for r in search),
+        "cancelled": sum(r.status == CANCELLED for r in search),
+        "ensembles": len(results) - len(search),
     }
 
 

@@ -35,6 +35,8 @@ class ExperimentStatus:
     failed: int = 0
     timed_out: int = 0
     cancelled: int = 0
+    # ensemble iterations (after the search; not counted in `iterations`)
+    ensembles: int = 0
     # (iteration, pipeline, seconds it has been running)
     running: list[tuple[int, str, float]] = field(default_factory=list)
     best_score: float | None = None
@@ -78,7 +80,8 @@ class ExperimentStatus:
             (
                 "iterations",
                 f"{self.done}{of} done: {self.completed} completed, {self.failed} failed, "
-                f"{self.timed_out} timed out, {self.cancelled} cancelled; {len(self.running)} running",
+                f"{self.timed_out} timed out, {self.cancelled} cancelled; {len(self.running)} running"
+                + (f"; {self.ensembles} ensemble(s)" if self.ensembles else ""),
             )
         )
         for n, pipeline, seconds in self.running:
@@ -127,6 +130,7 @@ def read_status(client: Any, run_id: str, tracking_uri: str) -> ExperimentStatus
         failed=int(m.get("iterations_failed", 0)),
         timed_out=int(m.get("iterations_timed_out", 0)),
         cancelled=int(m.get("iterations_cancelled", 0)),
+        ensembles=int(m.get("iterations_ensembles", 0)),
         best_score=m.get(f"best_{metric}"),
         driver=tags.get(control.DRIVER),
         job_id=tags.get(control.JOB_ID),

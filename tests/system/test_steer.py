@@ -142,7 +142,7 @@ def test_submit_returns_at_once_then_status_cancel_and_stop_from_other_processes
     assert 0 < final.done < 30 and not final.running
     assert final.cancelled >= 2 and final.completed >= 2
     children = {int(c.data.tags["automl.iteration"]): c for c in _children(client, run_id)}
-    assert len(children) == final.done
+    assert len(children) == final.done + final.ensembles
     cancelled = children[n]
     assert cancelled.data.tags["automl.status"] == "CANCELLED"
     assert cancelled.info.status == "KILLED"
@@ -284,7 +284,11 @@ def test_resume_after_sigkill_of_the_driver_completes_exactly_the_budget(killed_
     assert parent.data.tags["automl.best_model_uri"]
     m = parent.data.metrics
     counted = sum(m[f"iterations_{k}"] for k in ("completed", "failed", "timed_out", "cancelled"))
-    assert counted == 8 + len(ensembles)
+    # the ensembles are counted apart: they do not count toward automl.iterations
+    assert counted == 8 and m["iterations_ensembles"] == len(ensembles)
+    status = _ctl("status", run_id, "--tracking-uri", uri)
+    suffix = f"; {len(ensembles)} ensemble\\(s\\)$" if ensembles else "running$"
+    assert re.search(rf"^iterations:\s+8 of 8 done: .*{suffix}", status.stdout, re.M), status.stdout
     history = client.get_metric_history(run_id, "best_AUC_weighted")
     assert sorted(h.step for h in history) == list(range(1, 9 + len(ensembles)))
     assert _running_runs(uri, run_id) == []
