@@ -286,7 +286,7 @@ def _prepare_and_run(
             # arrays) and lets its own copy go: one copy of the data in memory, not two
             prepared = executor.shared_data()
             dataset.X, dataset.y, dataset.X_valid = prepared.X, prepared.y, prepared.X_valid
-            tracker = (pending_tracker or pool.submit(_open_tracker, cfg, name)).result()
+            tracker = pending_tracker.result() if pending_tracker else _open_tracker(cfg, name)
             return _run(
                 cfg, overrides, tags, dataset, space, prepared, tracker, executor, concurrency
             )
@@ -334,7 +334,7 @@ def _attach(
 def _counts(results: list[IterationResult]) -> dict[str, int]:
     """Search iterations by status, and the ensemble iterations (which do not count
     toward automl.iterations) apart."""
-    search = [r for r in results if r.candidate.origin != "ensemble"]
+    search = [r for r in results if not r.candidate.members]
     return {
         "completed": sum(r.status == COMPLETED for r in search),
         "failed": sum(r.status == FAILED for r in search),
