@@ -246,17 +246,17 @@ def _prepare_and_run(
     prepared = prepare(dataset, automl)
     name = cfg.tracking.experiment_name or f"automl-{experiment_name(cfg.data)}"
 
+    if serial:
+        tracker = _open_tracker(cfg, name)
+        return _run(
+            cfg, overrides, tags, dataset, space, prepared, tracker, SerialExecutor(prepared), 1
+        )
     # the MLflow store opens (SQLite migrations, experiment lookup) while Ray starts;
     # with large data only once the data is in the object store: MLflow and its store
     # (~0.1 GB) should not add to the moment of the put, when the data exists twice
     with ThreadPoolExecutor(1) as pool:
-        early = not serial and dataset.nbytes < OPEN_TRACKER_EARLY_BELOW_BYTES
+        early = dataset.nbytes < OPEN_TRACKER_EARLY_BELOW_BYTES
         pending_tracker = pool.submit(_open_tracker, cfg, name) if early else None
-        if serial:
-            tracker = _open_tracker(cfg, name)
-            return _run(
-                cfg, overrides, tags, dataset, space, prepared, tracker, SerialExecutor(prepared), 1
-            )
         with connect(cfg.compute) as cluster:
             if pending_tracker is not None:
                 # a store that cannot open fails the run before the data is put
