@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
-from sklearn.preprocessing import label_binarize
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,8 @@ def _binarized(f: Fold) -> tuple[np.ndarray, np.ndarray]:
     assert f.classes is not None and f.y_score is not None
     if len(f.classes) == 2:
         return (f.y_true == f.classes[1]).astype(int), f.y_score[:, 1]
-    return label_binarize(f.y_true, classes=f.classes), f.y_score
+    # label_binarize's indicator, without its input checks (a hot path of the ensembles)
+    return (f.y_true[:, None] == f.classes[None, :]).astype(int), f.y_score
 
 
 def _present(f: Fold) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +56,42 @@ def _present(f: Fold) -> tuple[np.ndarray, np.ndarray]:
 
 def auc_weighted(f: Fold) -> float:
     y, s = _present(f)
+    if f.sample_weight is None and np.isfinite(s).all():
+        return _rank_auc_weighted(y, s)
     return float(skm.roc_auc_score(y, s, average="weighted", sample_weight=f.sample_weight))
+
+
+def _rank_auc_weighted(y: np.ndarray, s: np.ndarray) -> float:
+    """roc_auc_score(y, s, average="weighted") without sample weights, from ranks.
+
+    The area under the ROC curve is the Mann-Whitney statistic: the chance that a
+    positive row scores above a negative one, ties counting one half, which average
+    ranks give. One sort per column instead of a ROC curve per class, several times
+    faster: the greedy ensemble selection scores hundreds of blends with it.
+    """
+    n = len(y)
+    y2 = np.ascontiguousarray(y.reshape(n, -1).T, dtype=float)  # (columns, rows)
+    s2 = np.ascontiguousarray(s.reshape(n, -1).T)
+    positives = y2.sum(axis=1)
+    negatives = n - positives
+    if (positives == 0).any() or (negatives == 0).any():
+        # what roc_auc_score says of a column with a single class
+        raise ValueError("Only one class present in y_true. ROC AUC score is not defined.")
+    order = np.argsort(s2, axis=1)
+    ordered = np.take_along_axis(s2, order, axis=1)
+    # tied scores share the average of their positions: runs of equal sorted values
+    starts_run = np.empty(ordered.shape, dtype=bool)
+    starts_run[:, 0] = True
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=starts_run[:, 1:])
+    flat = starts_run.ravel()
+    first = np.flatnonzero(flat)
+    last = np.append(first[1:], flat.size) - 1
+    position = np.tile(np.arange(1, n + 1, dtype=float), len(s2))
+    run_rank = (position[first] + position[last]) / 2
+    ranks = run_rank[np.cumsum(flat) - 1].reshape(s2.shape)
+    rank_sums = (ranks * np.take_along_axis(y2, order, axis=1)).sum(axis=1)
+    auc = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
+    return float(np.average(auc, weights=positives))
 
 
 def average_precision_weighted(f: Fold) -> float:

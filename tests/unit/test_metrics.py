@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from automl_runner.metrics import METRICS, Fold, better, score_fold, task_metrics
 
@@ -37,6 +37,54 @@ def test_auc_weighted_matches_sklearn_ovr_for_probabilities():
     f = _fold(y, score=proba, classes=np.arange(3))
     expected = roc_auc_score(y, proba, multi_class="ovr", average="weighted")
     assert METRICS["AUC_weighted"].fn(f) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+@pytest.mark.parametrize("decimals", [0, 1, 2, 6])
+def test_auc_and_average_precision_equal_sklearns_on_tied_scores(n_classes, decimals):
+    # rounded scores tie often: the rank-based AUC must give ties half a pair, as the
+    # ROC curve's trapezoids do; a class absent from the fold is left out of the average
+    rng = np.random.default_rng(n_classes * 10 + decimals)
+    labels = np.array(list("abcdefg"))[:n_classes]
+    present = labels if n_classes < 7 else labels[:-1]
+    y = present[rng.integers(0, len(present), 300)]
+    score = np.round(rng.random((300, n_classes)), decimals)
+    score[np.arange(300), np.searchsorted(labels, y)] += 0.3
+    if n_classes == 2:
+        truth, column = (y == labels[1]).astype(int), score[:, 1]
+    else:
+        truth = (y[:, None] == labels[None, :]).astype(int)
+        keep = truth.sum(axis=0) > 0
+        truth, column = truth[:, keep], score[:, keep]
+    f = _fold(y, score=score, classes=labels)
+    assert METRICS["AUC_weighted"].fn(f) == pytest.approx(
+        roc_auc_score(truth, column, average="weighted"), abs=1e-12
+    )
+    assert METRICS["average_precision_score_weighted"].fn(f) == pytest.approx(
+        average_precision_score(truth, column, average="weighted"), abs=1e-12
+    )
+
+
+def test_auc_of_a_fold_with_one_class_is_nan_as_with_sklearn():
+    f = _fold(
+        np.array(["a"] * 10),
+        score=np.random.default_rng(0).random((10, 2)),
+        classes=np.array(["a", "b"]),
+    )
+    with pytest.raises(ValueError, match="Only one class"):
+        METRICS["AUC_weighted"].fn(f)
+    assert np.isnan(score_fold("classification", f)["AUC_weighted"])
+
+
+def test_auc_with_sample_weights_is_sklearns_weighted_auc():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 200)
+    score = rng.random((200, 3))
+    w = rng.random(200)
+    f = Fold(y, y, score, np.arange(3), w, 1.0)
+    truth = (y[:, None] == np.arange(3)[None, :]).astype(int)
+    expected = roc_auc_score(truth, score, average="weighted", sample_weight=w)
+    assert METRICS["AUC_weighted"].fn(f) == pytest.approx(expected, abs=1e-12)
 
 
 def test_auc_works_from_decision_scores_that_do_not_sum_to_one():
