@@ -9,7 +9,9 @@ search, two more iterations are scored from them without fitting anything:
 - ``StackEnsemble``: a linear model (logistic regression / ridge) on the members'
   predictions.
 
-Both are scored without leaking: for each validation fold, the weights (or the linear
+Each is built like an iteration: a Ray task reading the shared data (both at once when
+two slots are free), under automl.iteration_timeout_minutes, a failure a FAILED
+iteration that does not stop the experiment. Both are scored without leaking: for each validation fold, the weights (or the linear
 model) are chosen on the other folds' out-of-fold rows and scored on that fold's rows,
 whose predictions came from models that never saw them. The final weights use all rows.
 The fitted ensemble is plain scikit-learn: VotingClassifier/Regressor or
@@ -18,21 +20,34 @@ StackingClassifier/Regressor over the members refit on all rows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import traceback
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .metrics import METRICS, Fold, better, score_fold
 from .space import Candidate
-from .worker import COMPLETED, IterationResult, PreparedData, best_first, take_rows
+from .worker import (
+    COMPLETED,
+    FAILED,
+    IterationResult,
+    PreparedData,
+    best_first,
+    node_name,
+    take_rows,
+)
 
 log = logging.getLogger(__name__)
 
 VOTING, STACKING = "VotingEnsemble", "StackEnsemble"
+# the status of a voting ensemble not built (selection kept one member): never recorded
+SKIPPED = "SKIPPED"
 # pseudo-folds for scoring when validation is one hold-out set
 HOLDOUT_GROUPS = 5
 
@@ -190,6 +205,118 @@ def _meta_predict(meta: Any, F: np.ndarray, task: str) -> np.ndarray:
     return meta.predict_proba(F) if task == "classification" else meta.predict(F)
 
 
+@dataclass
+class EnsemblePlan:
+    """Which ensembles to build, in order, and the search iterations they choose from."""
+
+    kinds: list[str]
+    # best first; light copies (no logs) that travel to the task building the ensemble
+    members: list[IterationResult]
+
+
+def plan_ensembles(
+    results: list[IterationResult],
+    data: PreparedData,
+    metric: str,
+    *,
+    voting: bool,
+    stacking: bool,
+    candidates: int,
+) -> EnsemblePlan | None:
+    """The ensembles these search results allow; None (and why, logged) if none."""
+    kinds = [k for k, on in ((VOTING, voting), (STACKING, stacking)) if on]
+    if not kinds:
+        return None
+    members = pool(results, data, metric, candidates)
+    if len(members) < 2:
+        log.info("ensembles skipped: fewer than 2 iterations with usable predictions")
+        return None
+    if data.task == "classification":
+        assert data.classes is not None
+        if len(np.unique(data.y)) != len(data.classes):
+            log.info("ensembles skipped: the validation set has classes the training rows lack")
+            return None
+    light = [dataclasses.replace(r, log="", error=None) for r in members]
+    return EnsemblePlan(kinds, light)
+
+
+def run_ensemble(
+    kind: str,
+    members: list[IterationResult],
+    data: PreparedData,
+    metric: str,
+    rounds: int,
+    iteration: int,
+) -> IterationResult:
+    """Build and CV-score one ensemble (a Ray task, or in-process). Never raises: a
+    failure is a FAILED result; a voting ensemble whose selection keeps one member alone
+    is a SKIPPED result (not an iteration: the driver logs why and records nothing)."""
+    start = time.perf_counter()
+    try:
+        out = _build(kind, members, data, metric, rounds, iteration)
+    except Exception:
+        out = IterationResult(
+            iteration,
+            ensemble_candidate(kind, members, tuple(1.0 for _ in members), None),
+            FAILED,
+            error=traceback.format_exc(),
+        )
+        out.log = out.error or ""
+    out.duration = time.perf_counter() - start
+    out.node = node_name()
+    return out
+
+
+def _build(
+    kind: str,
+    members: list[IterationResult],
+    data: PreparedData,
+    metric: str,
+    rounds: int,
+    iteration: int,
+) -> IterationResult:
+    scorer = _Scorer(data, metric)
+    preds = [np.asarray(r.oof, dtype=float) for r in members]
+    everything = np.arange(len(scorer.y))
+    if kind == VOTING:
+        counts = greedy_weights(preds, scorer, everything, rounds)
+        used = np.flatnonzero(counts)
+        chosen = [members[i] for i in used]
+        candidate = ensemble_candidate(kind, chosen, tuple(float(counts[i]) for i in used), None)
+        if len(used) < 2:
+            why = f"greedy selection kept iteration {chosen[0].iteration} alone"
+            return IterationResult(iteration, candidate, SKIPPED, error=why)
+        scores = scorer.cross_scored(
+            lambda train, test: _blend(preds, greedy_weights(preds, scorer, train, rounds), test)
+        )
+        return _scored(iteration, candidate, scores, _blend(preds, counts, everything), data)
+    F = stack_features(preds, data.task)
+    target = scorer.y if data.classes is None else _encoded(scorer.y, data.classes)
+
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        meta = _meta(data.task).fit(F[train], target[train])
+        return _padded(_meta_predict(meta, F[test], data.task), meta, data)
+
+    scores = scorer.cross_scored(fit_predict)
+    meta = _meta(data.task).fit(F, target)
+    candidate = ensemble_candidate(kind, members, tuple(1.0 for _ in members), meta)
+    oof = _padded(_meta_predict(meta, F, data.task), meta, data)
+    return _scored(iteration, candidate, scores, oof, data)
+
+
+def numbered(results: list[IterationResult], first_iteration: int) -> list[IterationResult]:
+    """The built ensembles (SKIPPED ones logged and left out), numbered on from
+    `first_iteration` in plan order, so the iteration numbers have no gap."""
+    out = []
+    for r in results:
+        if r.status == SKIPPED:
+            log.info("%s skipped: %s", r.candidate.estimator, r.error)
+            continue
+        r.iteration = first_iteration + len(out)
+        out.append(r)
+    return out
+
+
 def ensemble_iterations(
     results: list[IterationResult],
     data: PreparedData,
@@ -200,78 +327,19 @@ def ensemble_iterations(
     candidates: int,
     rounds: int,
     first_iteration: int,
-    node: str = "",
 ) -> list[IterationResult]:
-    """The ensemble iterations (0 to 2) for these search results; each scored by CV."""
-    members = pool(results, data, metric, candidates)
-    if len(members) < 2:
-        log.info("ensembles skipped: fewer than 2 iterations with usable predictions")
+    """The ensemble iterations (0 to 2) for these search results, built one after the
+    other in this process; each scored by CV."""
+    plan = plan_ensembles(
+        results, data, metric, voting=voting, stacking=stacking, candidates=candidates
+    )
+    if plan is None:
         return []
-    if data.task == "classification":
-        assert data.classes is not None
-        if len(np.unique(data.y)) != len(data.classes):
-            log.info("ensembles skipped: the validation set has classes the training rows lack")
-            return []
-    scorer = _Scorer(data, metric)
-    preds = [np.asarray(r.oof, dtype=float) for r in members]
-    out: list[IterationResult] = []
-    number = first_iteration
-    if voting:
-        start = time.perf_counter()
-        counts = greedy_weights(preds, scorer, np.arange(len(scorer.y)), rounds)
-        used = np.flatnonzero(counts)
-        if len(used) < 2:
-            log.info(
-                "voting ensemble skipped: greedy selection kept iteration %d alone",
-                members[int(used[0])].iteration,
-            )
-        else:
-            scores = scorer.cross_scored(
-                lambda train, test: _blend(
-                    preds, greedy_weights(preds, scorer, train, rounds), test
-                )
-            )
-            out.append(
-                _result(
-                    VOTING,
-                    number,
-                    [members[i] for i in used],
-                    tuple(float(counts[i]) for i in used),
-                    None,
-                    scores,
-                    _blend(preds, counts, np.arange(len(scorer.y))),
-                    time.perf_counter() - start,
-                    node,
-                    data,
-                )
-            )
-            number += 1
-    if stacking:
-        start = time.perf_counter()
-        F = stack_features(preds, data.task)
-        target = scorer.y if data.classes is None else _encoded(scorer.y, data.classes)
-
-        def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-            meta = _meta(data.task).fit(F[train], target[train])
-            return _padded(_meta_predict(meta, F[test], data.task), meta, data)
-
-        scores = scorer.cross_scored(fit_predict)
-        meta = _meta(data.task).fit(F, target)
-        out.append(
-            _result(
-                STACKING,
-                number,
-                members,
-                tuple(1.0 for _ in members),
-                meta,
-                scores,
-                _padded(_meta_predict(meta, F, data.task), meta, data),
-                time.perf_counter() - start,
-                node,
-                data,
-            )
-        )
-    return out
+    built = [
+        run_ensemble(kind, plan.members, data, metric, rounds, first_iteration + k)
+        for k, kind in enumerate(plan.kinds)
+    ]
+    return numbered(built, first_iteration)
 
 
 def _padded(pred: np.ndarray, meta: Any, data: PreparedData) -> np.ndarray:
@@ -284,20 +352,11 @@ def _padded(pred: np.ndarray, meta: Any, data: PreparedData) -> np.ndarray:
     return full
 
 
-def _result(
-    kind: str,
-    iteration: int,
-    members: list[IterationResult],
-    weights: tuple[float, ...],
-    meta: Any,
-    scores: dict[str, list[float]],
-    oof: np.ndarray,
-    seconds: float,
-    node: str,
-    data: PreparedData,
-) -> IterationResult:
+def ensemble_candidate(
+    kind: str, members: list[IterationResult], weights: tuple[float, ...], meta: Any
+) -> Candidate:
     its = tuple(m.iteration for m in members)
-    candidate = Candidate(
+    return Candidate(
         preprocessor="",
         preprocessor_target="",
         preprocessor_params={},
@@ -312,13 +371,20 @@ def _result(
         weights=weights,
         meta=meta,
     )
+
+
+def _scored(
+    iteration: int,
+    candidate: Candidate,
+    scores: dict[str, list[float]],
+    oof: np.ndarray,
+    data: PreparedData,
+) -> IterationResult:
     return IterationResult(
         iteration,
         candidate,
         COMPLETED,
         fold_scores=scores,
-        duration=seconds,
-        node=node,
         oof=oof,
         oof_proba=data.task == "classification",
     )

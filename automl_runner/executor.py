@@ -8,9 +8,11 @@ user's request) and ``cancel_all`` kills what is left.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .ensemble import build_ensemble, ensemble_candidate, run_ensemble
 from .space import Candidate
 from .worker import (
     CANCELLED,
@@ -56,6 +58,9 @@ class RayExecutor:
         self._task = ray.remote(run_iteration).options(**options)
         self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
         self._explain = ray.remote(explain_best).options(num_cpus=num_cpus, max_retries=0)
+        self._ensemble = ray.remote(run_ensemble).options(num_cpus=num_cpus, max_retries=0)
+        # (the member list, its object-store copy): both ensembles read one copy
+        self._members: tuple[list[IterationResult], Any] | None = None
         self.timeout_s = timeout_s
         self._running: dict[Any, _InFlight] = {}
 
@@ -75,6 +80,18 @@ class RayExecutor:
     def submit(self, iteration: int, candidate: Candidate) -> None:
         ref = self._task.remote(iteration, candidate, self.data_ref)
         self._running[ref] = _InFlight(iteration, candidate, time.monotonic())
+
+    def submit_ensemble(
+        self, iteration: int, kind: str, members: list[IterationResult], metric: str, rounds: int
+    ) -> None:
+        """Build one ensemble in a task, like an iteration (timeout, cancel, failure)."""
+        if self._members is None or self._members[0] is not members:
+            self._members = (members, self._ray.put(members))
+        ref = self._ensemble.remote(
+            kind, self._members[1], self.data_ref, metric, rounds, iteration
+        )
+        placeholder = ensemble_candidate(kind, members, tuple(1.0 for _ in members), None)
+        self._running[ref] = _InFlight(iteration, placeholder, time.monotonic())
 
     def next_done(self, deadline: float | None = None) -> IterationResult | None:
         """The next finished or timed-out iteration; None if `deadline` (monotonic) passes."""
@@ -113,8 +130,6 @@ class RayExecutor:
 
     def refit(self, candidate: Candidate) -> Any:
         if candidate.members:  # an ensemble: its members refit in parallel, then assembled
-            from .ensemble import build_ensemble
-
             refs = [self._refit.remote(m, self.data_ref) for m in candidate.members]
             return build_ensemble(candidate, self._ray.get(refs), self.shared_data())
         return self._ray.get(self._refit.remote(candidate, self.data_ref))
@@ -164,32 +179,47 @@ class SerialExecutor:
 
     def __init__(self, data: PreparedData, **_: Any) -> None:
         self.data = data
-        self._queue: list[tuple[int, Candidate]] = []
+        # (iteration, candidate, what runs it)
+        self._queue: list[tuple[int, Candidate, Callable[[], IterationResult]]] = []
 
     @property
     def in_flight(self) -> int:
         return len(self._queue)
 
     def running(self) -> dict[int, Candidate]:
-        return dict(self._queue)
+        return {i: c for i, c, _ in self._queue}
 
     def submit(self, iteration: int, candidate: Candidate) -> None:
-        self._queue.append((iteration, candidate))
+        self._queue.append(
+            (iteration, candidate, lambda: run_iteration(iteration, candidate, self.data))
+        )
+
+    def submit_ensemble(
+        self, iteration: int, kind: str, members: list[IterationResult], metric: str, rounds: int
+    ) -> None:
+        placeholder = ensemble_candidate(kind, members, tuple(1.0 for _ in members), None)
+        self._queue.append(
+            (
+                iteration,
+                placeholder,
+                lambda: run_ensemble(kind, members, self.data, metric, rounds, iteration),
+            )
+        )
 
     def next_done(self, deadline: float | None = None) -> IterationResult | None:
         if not self._queue:
             return None
-        return run_iteration(*self._queue.pop(0), self.data)
+        return self._queue.pop(0)[2]()
 
     def cancel(self, iteration: int, reason: str) -> IterationResult | None:
-        for i, c in self._queue:
-            if i == iteration:
-                self._queue.remove((i, c))
-                return IterationResult(i, c, CANCELLED, error=reason, log=reason)
+        for queued in self._queue:
+            if queued[0] == iteration:
+                self._queue.remove(queued)
+                return IterationResult(iteration, queued[1], CANCELLED, error=reason, log=reason)
         return None
 
     def cancel_all(self, reason: str = "experiment stopped") -> list[IterationResult]:
-        out = [IterationResult(i, c, CANCELLED, error=reason) for i, c in self._queue]
+        out = [IterationResult(i, c, CANCELLED, error=reason) for i, c, _ in self._queue]
         self._queue.clear()
         return out
 

@@ -30,7 +30,7 @@ from . import resume as resuming
 from .compute import connect
 from .control import CANCEL, POLL_SECONDS, STOP, DriverChannel, Interrupts
 from .data import Dataset, experiment_name, load
-from .ensemble import ensemble_iterations, family_leaders
+from .ensemble import family_leaders, numbered, plan_ensembles
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
 from .metrics import better
@@ -46,7 +46,6 @@ from .worker import (
     IterationResult,
     PreparedData,
     best_first,
-    node_name,
 )
 
 log = logging.getLogger(__name__)
@@ -563,17 +562,35 @@ def _run(
                 tracker.client.set_tag(parent_id, "automl.stopped_early", stopper.reason)
             if stopping != "interrupted":
                 progress("ENSEMBLING")
-                for r in ensemble_iterations(
+                plan = plan_ensembles(
                     result.results,
                     prepared,
                     metric,
                     voting=automl.enable_voting_ensemble,
                     stacking=automl.enable_stack_ensemble,
                     candidates=automl.ensemble_candidates,
-                    rounds=automl.ensemble_size,
-                    first_iteration=number,
-                    node=node_name(),
-                ):
+                )
+                # the ensembles are tasks like the iterations, as many at once as they allow
+                pending = list(enumerate(plan.kinds if plan else []))
+                built: dict[int, IterationResult] = {}
+                while pending or executor.in_flight:
+                    while pending and executor.in_flight < concurrency:
+                        k, kind = pending.pop(0)
+                        assert plan is not None
+                        executor.submit_ensemble(
+                            number + k, kind, plan.members, metric, automl.ensemble_size
+                        )
+                    progress("ENSEMBLING")
+                    with interrupts.safe():
+                        done = executor.next_done(time.monotonic() + POLL_SECONDS)
+                    if done is not None:
+                        built[done.iteration] = done
+                    interrupts.check()
+                    if interrupts.requested:  # Ctrl-C: refit the best so far
+                        pending.clear()
+                        for r in executor.cancel_all("cancelled: interrupted"):
+                            built[r.iteration] = r
+                for r in numbered([built[n] for n in sorted(built)], number):
                     record(r)
             progress("REFITTING")
             result.search_seconds = time.monotonic() - search_start

@@ -24,6 +24,10 @@ SLOW = (
     "++search_space.estimators={slow: {_target_: automl_test_estimators.SlowClassifier,"
     " name: Slow, display: slow, task: classification}}"
 )
+INFINITE = (
+    "++search_space.estimators={infinite: {_target_: automl_test_estimators.InfiniteProbaClassifier,"
+    " name: Infinite, display: infinite, task: classification}}"
+)
 # tests about something else count iterations without the two ensemble iterations
 NO_ENSEMBLES = ("automl.enable_voting_ensemble=false", "automl.enable_stack_ensemble=false")
 SLEEPY = (

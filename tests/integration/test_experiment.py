@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BROKEN, NO_ENSEMBLES, SLEEPY, mlflow_runs
+from conftest import BROKEN, INFINITE, NO_ENSEMBLES, SLEEPY, mlflow_runs
 from mlflow import MlflowClient
 from sklearn.datasets import load_breast_cancer, load_wine
 
@@ -322,6 +322,62 @@ def test_ensembles_are_extra_iterations_with_their_own_child_runs(ray_local, sto
         ]
     )
     assert len(off.results) == 3
+
+
+def test_a_failing_ensemble_is_a_failed_iteration_and_the_experiment_goes_on(ray_local, store):
+    # the Infinite family scores (accuracy) but no stacker can be fitted on its predictions
+    result = automl_runner.run(
+        [
+            "data=iris",
+            INFINITE,
+            "automl.allowed_models=[Infinite,LogisticRegression]",
+            "automl.primary_metric=accuracy",
+            "automl.enable_voting_ensemble=false",
+            "automl.iterations=4",
+            *store,
+        ]
+    )
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    assert parents[0].info.status == "FINISHED"
+    stack = next(c for c in children if c.info.run_name == "iteration-4-StackEnsemble")
+    assert stack.data.tags["automl.status"] == "FAILED"
+    assert stack.data.tags["automl.kind"] == "ensemble"
+    trace = MlflowClient(result.tracking_uri).download_artifacts(stack.info.run_id, "traceback.txt")
+    assert "infinity" in Path(trace).read_text().lower()
+    assert parents[0].data.metrics["iterations_ensembles"] == 1
+    assert parents[0].data.metrics["iterations_completed"] == 4
+    assert result.best.iteration < 4 and result.model is not None
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_the_ensembles_are_tasks_run_as_many_at_once_as_there_are_slots(
+    ray_local, store, monkeypatch, slots
+):
+    from automl_runner.executor import RayExecutor
+
+    in_flight_at_submit = []
+    submit = RayExecutor.submit_ensemble
+
+    def spy(self, *args, **kwargs):
+        in_flight_at_submit.append(self.in_flight)
+        submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(RayExecutor, "submit_ensemble", spy)
+    result = automl_runner.run(
+        [
+            "data=breast_cancer",
+            "automl.iterations=6",
+            "automl.enable_early_stopping=false",
+            f"automl.max_concurrent_iterations={slots}",
+            CHEAP,
+            *store,
+        ]
+    )
+    # both ensembles were submitted: with 2 slots the second beside the first
+    assert in_flight_at_submit == ([0, 1] if slots == 2 else [0, 0])
+    ensembles = [r for r in result.results if r.candidate.members]
+    assert [r.iteration for r in ensembles] == list(range(6, 6 + len(ensembles)))
+    assert ensembles and all(r.status == "COMPLETED" and r.node for r in ensembles)
 
 
 def test_early_stopping_ends_the_search_after_patience_without_improvement(ray_local, store):
