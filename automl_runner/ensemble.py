@@ -307,7 +307,7 @@ def _build(
 def numbered(results: list[IterationResult], first_iteration: int) -> list[IterationResult]:
     """The built ensembles (SKIPPED ones logged and left out), numbered on from
     `first_iteration` in plan order, so the iteration numbers have no gap."""
-    out = []
+    out: list[IterationResult] = []
     for r in results:
         if r.status == SKIPPED:
             log.info("%s skipped: %s", r.candidate.estimator, r.error)

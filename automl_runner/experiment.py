@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +30,7 @@ from . import resume as resuming
 from .compute import connect
 from .control import CANCEL, POLL_SECONDS, STOP, DriverChannel, Interrupts
 from .data import Dataset, experiment_name, load
-from .ensemble import family_leaders, numbered, plan_ensembles
+from .ensemble import EnsemblePlan, family_leaders, numbered, plan_ensembles
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
 from .metrics import better
@@ -570,27 +570,9 @@ def _run(
                     stacking=automl.enable_stack_ensemble,
                     candidates=automl.ensemble_candidates,
                 )
-                # the ensembles are tasks like the iterations, as many at once as they allow
-                pending = list(enumerate(plan.kinds if plan else []))
-                built: dict[int, IterationResult] = {}
-                while pending or executor.in_flight:
-                    while pending and executor.in_flight < concurrency:
-                        k, kind = pending.pop(0)
-                        assert plan is not None
-                        executor.submit_ensemble(
-                            number + k, kind, plan.members, metric, automl.ensemble_size
-                        )
-                    progress("ENSEMBLING")
-                    with interrupts.safe():
-                        done = executor.next_done(time.monotonic() + POLL_SECONDS)
-                    if done is not None:
-                        built[done.iteration] = done
-                    interrupts.check()
-                    if interrupts.requested:  # Ctrl-C: refit the best so far
-                        pending.clear()
-                        for r in executor.cancel_all("cancelled: interrupted"):
-                            built[r.iteration] = r
-                for r in numbered([built[n] for n in sorted(built)], number):
+                for r in _build_ensembles(
+                    executor, plan, number, concurrency, automl, interrupts, progress
+                ):
                     record(r)
             progress("REFITTING")
             result.search_seconds = time.monotonic() - search_start
@@ -624,6 +606,43 @@ def _run(
             _finish(tracker, result, previous.elapsed + time.monotonic() - started)
     _print_summary(result, cfg)
     return result
+
+
+def _build_ensembles(
+    executor: Any,
+    plan: EnsemblePlan | None,
+    first_iteration: int,
+    concurrency: int,
+    automl: DictConfig,
+    interrupts: Interrupts,
+    progress: Callable[[str], None],
+) -> list[IterationResult]:
+    """The planned ensembles, built in tasks like the iterations (as many at once as
+    there are slots) and numbered on from `first_iteration`; Ctrl-C cancels them."""
+    pending = list(enumerate(plan.kinds if plan else []))
+    built: dict[int, IterationResult] = {}
+    while pending or executor.in_flight:
+        while pending and executor.in_flight < concurrency:
+            k, kind = pending.pop(0)
+            assert plan is not None
+            executor.submit_ensemble(
+                first_iteration + k,
+                kind,
+                plan.members,
+                automl.primary_metric,
+                automl.ensemble_size,
+            )
+        progress("ENSEMBLING")
+        with interrupts.safe():
+            done = executor.next_done(time.monotonic() + POLL_SECONDS)
+        if done is not None:
+            built[done.iteration] = done
+        interrupts.check()
+        if interrupts.requested:  # Ctrl-C: on to refitting the best so far
+            pending.clear()
+            for r in executor.cancel_all("cancelled: interrupted"):
+                built[r.iteration] = r
+    return numbered([built[n] for n in sorted(built)], first_iteration)
 
 
 def run_name(experiment_name: str) -> str:
