@@ -571,7 +571,7 @@ def _run(
                     candidates=automl.ensemble_candidates,
                 )
                 for r in _build_ensembles(
-                    executor, plan, number, concurrency, automl, interrupts, progress
+                    executor, plan, number, concurrency, automl, interrupts, progress, launched_at
                 ):
                     record(r)
             progress("REFITTING")
@@ -616,15 +616,18 @@ def _build_ensembles(
     automl: DictConfig,
     interrupts: Interrupts,
     progress: Callable[[str], None],
+    launched_at: dict[int, float],
 ) -> list[IterationResult]:
     """The planned ensembles, built in tasks like the iterations (as many at once as
-    there are slots) and numbered on from `first_iteration`; Ctrl-C cancels them."""
+    there are slots) and numbered on from `first_iteration`; Ctrl-C cancels them.
+    `launched_at` gets their start times, for the status of what is running."""
     pending = list(enumerate(plan.kinds if plan else []))
     built: dict[int, IterationResult] = {}
     while pending or executor.in_flight:
         while pending and executor.in_flight < concurrency:
             k, kind = pending.pop(0)
             assert plan is not None
+            launched_at[first_iteration + k] = time.time()
             executor.submit_ensemble(
                 first_iteration + k,
                 kind,

@@ -353,6 +353,7 @@ def test_a_failing_ensemble_is_a_failed_iteration_and_the_experiment_goes_on(ray
 def test_the_ensembles_are_tasks_run_as_many_at_once_as_there_are_slots(
     ray_local, store, monkeypatch, slots
 ):
+    from automl_runner.control import DriverChannel
     from automl_runner.executor import RayExecutor
 
     in_flight_at_submit = []
@@ -362,7 +363,18 @@ def test_the_ensembles_are_tasks_run_as_many_at_once_as_there_are_slots(
         in_flight_at_submit.append(self.in_flight)
         submit(self, *args, **kwargs)
 
+    # what `automl-ctl status` is told runs while the ensembles are built
+    told = []
+    progress = DriverChannel.progress
+
+    def listen(self, state, running, *args):
+        if state == "ENSEMBLING" and running:
+            told.append(dict(running))
+        progress(self, state, running, *args)
+
     monkeypatch.setattr(RayExecutor, "submit_ensemble", spy)
+    monkeypatch.setattr(DriverChannel, "progress", listen)
+    started = time.time()
     result = automl_runner.run(
         [
             "data=breast_cancer",
@@ -378,6 +390,12 @@ def test_the_ensembles_are_tasks_run_as_many_at_once_as_there_are_slots(
     ensembles = [r for r in result.results if r.candidate.members]
     assert [r.iteration for r in ensembles] == list(range(6, 6 + len(ensembles)))
     assert ensembles and all(r.status == "COMPLETED" and r.node for r in ensembles)
+    # shown as running since they were submitted, not since the epoch
+    assert told and all(
+        "Ensemble" in pipeline and started <= since <= time.time()
+        for running in told
+        for pipeline, since in running.values()
+    )
 
 
 def test_early_stopping_ends_the_search_after_patience_without_improvement(ray_local, store):
