@@ -257,7 +257,7 @@ def run_ensemble(
     except Exception:
         out = IterationResult(
             iteration,
-            ensemble_candidate(kind, members, tuple(1.0 for _ in members), None),
+            ensemble_candidate(kind, members),
             FAILED,
             error=traceback.format_exc(),
         )
@@ -282,7 +282,7 @@ def _build(
         counts = greedy_weights(preds, scorer, everything, rounds)
         used = np.flatnonzero(counts)
         chosen = [members[i] for i in used]
-        candidate = ensemble_candidate(kind, chosen, tuple(float(counts[i]) for i in used), None)
+        candidate = ensemble_candidate(kind, chosen, tuple(float(counts[i]) for i in used))
         if len(used) < 2:
             why = f"greedy selection kept iteration {chosen[0].iteration} alone"
             return IterationResult(iteration, candidate, SKIPPED, error=why)
@@ -299,7 +299,7 @@ def _build(
 
     scores = scorer.cross_scored(fit_predict)
     meta = _meta(data.task).fit(F, target)
-    candidate = ensemble_candidate(kind, members, tuple(1.0 for _ in members), meta)
+    candidate = ensemble_candidate(kind, members, meta=meta)
     oof = _padded(_meta_predict(meta, F, data.task), meta, data)
     return _scored(iteration, candidate, scores, oof, data)
 
@@ -353,8 +353,12 @@ def _padded(pred: np.ndarray, meta: Any, data: PreparedData) -> np.ndarray:
 
 
 def ensemble_candidate(
-    kind: str, members: list[IterationResult], weights: tuple[float, ...], meta: Any
+    kind: str,
+    members: list[IterationResult],
+    weights: tuple[float, ...] | None = None,
+    meta: Any = None,
 ) -> Candidate:
+    """The candidate of an ensemble of `members` (equal weights unless given)."""
     its = tuple(m.iteration for m in members)
     return Candidate(
         preprocessor="",
@@ -368,7 +372,7 @@ def ensemble_candidate(
         origin="ensemble",
         members=tuple(m.candidate for m in members),
         member_iterations=its,
-        weights=weights,
+        weights=weights or tuple(1.0 for _ in members),
         meta=meta,
     )
 

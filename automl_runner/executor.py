@@ -90,7 +90,7 @@ class RayExecutor:
         ref = self._ensemble.remote(
             kind, self._members[1], self.data_ref, metric, rounds, iteration
         )
-        placeholder = ensemble_candidate(kind, members, tuple(1.0 for _ in members), None)
+        placeholder = ensemble_candidate(kind, members)
         self._running[ref] = _InFlight(iteration, placeholder, time.monotonic())
 
     def next_done(self, deadline: float | None = None) -> IterationResult | None:
@@ -197,7 +197,7 @@ class SerialExecutor:
     def submit_ensemble(
         self, iteration: int, kind: str, members: list[IterationResult], metric: str, rounds: int
     ) -> None:
-        placeholder = ensemble_candidate(kind, members, tuple(1.0 for _ in members), None)
+        placeholder = ensemble_candidate(kind, members)
         self._queue.append(
             (
                 iteration,
