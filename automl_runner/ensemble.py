@@ -11,9 +11,10 @@ search, two more iterations are scored from them without fitting anything:
 
 Each is built like an iteration: a Ray task reading the shared data (both at once when
 two slots are free), under automl.iteration_timeout_minutes, a failure a FAILED
-iteration that does not stop the experiment. Both are scored without leaking: for each validation fold, the weights (or the linear
-model) are chosen on the other folds' out-of-fold rows and scored on that fold's rows,
-whose predictions came from models that never saw them. The final weights use all rows.
+iteration that does not stop the experiment. Both are scored without leaking: for each
+validation fold, the weights (or the linear model) are chosen on the other folds'
+out-of-fold rows and scored on that fold's rows, whose predictions came from models that
+never saw them. The final weights use all rows.
 The fitted ensemble is plain scikit-learn: VotingClassifier/Regressor or
 StackingClassifier/Regressor over the members refit on all rows.
 """
@@ -315,31 +316,6 @@ def numbered(results: list[IterationResult], first_iteration: int) -> list[Itera
         r.iteration = first_iteration + len(out)
         out.append(r)
     return out
-
-
-def ensemble_iterations(
-    results: list[IterationResult],
-    data: PreparedData,
-    metric: str,
-    *,
-    voting: bool,
-    stacking: bool,
-    candidates: int,
-    rounds: int,
-    first_iteration: int,
-) -> list[IterationResult]:
-    """The ensemble iterations (0 to 2) for these search results, built one after the
-    other in this process; each scored by CV."""
-    plan = plan_ensembles(
-        results, data, metric, voting=voting, stacking=stacking, candidates=candidates
-    )
-    if plan is None:
-        return []
-    built = [
-        run_ensemble(kind, plan.members, data, metric, rounds, first_iteration + k)
-        for k, kind in enumerate(plan.kinds)
-    ]
-    return numbered(built, first_iteration)
 
 
 def _padded(pred: np.ndarray, meta: Any, data: PreparedData) -> np.ndarray:

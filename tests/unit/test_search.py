@@ -13,14 +13,33 @@ from automl_runner.data import Dataset
 from automl_runner.ensemble import (
     STACKING,
     VOTING,
-    ensemble_iterations,
+    numbered,
+    plan_ensembles,
     pool,
+    run_ensemble,
     stack_features,
 )
 from automl_runner.experiment import ExperimentResult, _keep_best_predictions, prepare
 from automl_runner.search import RandomSearch, TPESearch
 from automl_runner.space import SearchSpace
 from automl_runner.worker import COMPLETED, IterationResult, refit, run_iteration
+
+
+def ensemble_iterations(
+    results, data, metric, *, voting, stacking, candidates, rounds, first_iteration
+) -> list[IterationResult]:
+    """The ensembles built in this process, one after the other, as the driver plans,
+    runs and numbers them (without Ray)."""
+    plan = plan_ensembles(
+        results, data, metric, voting=voting, stacking=stacking, candidates=candidates
+    )
+    if plan is None:
+        return []
+    built = [
+        run_ensemble(kind, plan.members, data, metric, rounds, first_iteration + k)
+        for k, kind in enumerate(plan.kinds)
+    ]
+    return numbered(built, first_iteration)
 
 
 def _space(*overrides: str, **kw) -> tuple:
