@@ -27,6 +27,11 @@ RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", TIMEOUT: "KILLED", CANCEL
 CANDIDATE_TAG, SCORES_TAG = "automl.candidate", "automl.fold_scores"
 # MLflow's limits on one log_batch call and on a param value
 _BATCH_PARAMS, _PARAM_CHARS, _TAG_CHARS = 100, 6000, 8000
+# MLflow checks a logged input example by loading the saved model back and predicting on
+# it: a second copy of the model in the driver. From this pickled size on (forests grown
+# on tens of thousands of rows reach gigabytes), the model is logged with the signature
+# inferred from the same rows instead, and without the example
+EXAMPLE_MAX_MODEL_BYTES = 256 * 2**20
 
 
 def store_uri(tracking: DictConfig) -> tuple[str, str | None]:
@@ -187,12 +192,25 @@ class Tracker:
         with warnings.catch_warnings():
             # inputs are float columns; this hint is about integer class labels as outputs
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            size = model_bytes(pipeline)
+            if size < EXAMPLE_MAX_MODEL_BYTES:
+                example: dict[str, Any] = {"input_example": input_example}
+            else:
+                from mlflow.models import infer_signature
+
+                signature = infer_signature(input_example, pipeline.predict(input_example))
+                example = {"signature": signature}
+                log.info(
+                    "the model (%.0f MB) is logged with its signature and no input example, "
+                    "which MLflow would check by loading the model back",
+                    size / 2**20,
+                )
             info = mlflow.sklearn.log_model(
                 pipeline,
                 name="model",
                 run_id=self.parent_id,
                 model_id=logged.model_id,
-                input_example=input_example,
+                **example,
                 # listing requirements skips MLflow's slow import-based inference
                 pip_requirements=_requirements(),
                 serialization_format="cloudpickle",
@@ -315,3 +333,14 @@ def _requirements() -> list[str]:
         with suppress(PackageNotFoundError):
             out.append(f"{pkg}=={version(pkg)}")
     return out
+
+
+def model_bytes(model: Any) -> int:
+    """The size of the model's pickle, its arrays counted without being copied."""
+    import cloudpickle
+
+    arrays: list[int] = []
+    rest = cloudpickle.dumps(
+        model, protocol=5, buffer_callback=lambda b: arrays.append(memoryview(b).nbytes)
+    )
+    return len(rest) + sum(arrays)

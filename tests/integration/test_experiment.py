@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import BROKEN, INFINITE, NO_ENSEMBLES, SLEEPY, mlflow_runs
 from mlflow import MlflowClient
-from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 
 import automl_runner
 from automl_runner.experiment import NoModelError, tell_lag
@@ -61,7 +61,6 @@ def test_experiment_logs_parent_children_leaderboard_and_model(ray_local, store,
     best_run, model = result.get_output()
     assert best_run.info.run_id == parent.data.tags["automl.best_run_id"]
     assert best_run.data.metrics["AUC_weighted"] == pytest.approx(result.best_score)
-    from sklearn.datasets import load_iris
 
     iris = load_iris(as_frame=True)
     assert (model.predict(iris.data) == iris.target).mean() > 0.9
@@ -76,6 +75,45 @@ def test_experiment_logs_parent_children_leaderboard_and_model(ray_local, store,
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["150", "True"]
+    # a model of this size keeps the input example (shown in the MLflow UI)
+    assert _saved_model(result).saved_input_example_info is not None
+
+
+def _saved_model(result):
+    import mlflow
+    from mlflow.models import Model
+
+    mlflow.set_tracking_uri(result.tracking_uri)
+    return Model.load(result.model_uri)
+
+
+def test_a_model_past_the_size_limit_is_logged_with_its_signature_and_no_example(
+    ray_local, store, monkeypatch
+):
+    from automl_runner import tracking
+
+    monkeypatch.setattr(tracking, "EXAMPLE_MAX_MODEL_BYTES", 1)
+    result = automl_runner.run(["data=iris", "automl.iterations=2", *NO_ENSEMBLES, *store])
+    saved = _saved_model(result)
+    assert saved.saved_input_example_info is None
+    assert saved.signature is not None
+    assert saved.signature.inputs.input_names() == list(load_iris(as_frame=True).data.columns)
+    import mlflow
+
+    iris = load_iris(as_frame=True).data
+    assert len(mlflow.pyfunc.load_model(result.model_uri).predict(iris)) == 150
+
+
+def test_model_bytes_is_the_size_of_the_pickle():
+    import pickle
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    from automl_runner.tracking import model_bytes
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = RandomForestClassifier(30, random_state=0).fit(X, y)
+    assert model_bytes(model) == pytest.approx(len(pickle.dumps(model, protocol=5)), rel=0.01)
 
 
 def test_failing_and_hanging_iterations_do_not_stop_the_experiment(ray_local, store):
