@@ -201,7 +201,7 @@ class Tracker:
                 signature = infer_signature(input_example, pipeline.predict(input_example))
                 example = {"signature": signature}
                 log.info(
-                    "the model (%.0f MB) is logged with its signature and no input example, "
+                    "the model (%.0f MiB) is logged with its signature and no input example, "
                     "which MLflow would check by loading the model back",
                     size / 2**20,
                 )
