@@ -31,10 +31,20 @@ RAY_ENV = {
 }
 
 
+HEAD_ATTEMPTS, HEAD_TIMEOUT_S = 2, 90
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports free now (held together while chosen, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 class LoopbackCluster:
@@ -45,27 +55,36 @@ class LoopbackCluster:
     """
 
     def __init__(self, head_cpus: int = 1, jobs: bool = False, cwd: Path | None = None) -> None:
-        self.port = free_port()
-        self.address = f"{NODE_IP}:{self.port}"
         self.cwd = cwd or Path(tempfile.mkdtemp(prefix="loopback-ray-"))
-        head = ["--head", f"--port={self.port}", f"--ray-client-server-port={free_port()}"]
+        self.workers: list[subprocess.Popen] = []
+        # a head that does not come up (a port taken between choosing and binding it, a
+        # GCS that never answers) is killed and started once more on other ports
+        for _ in range(HEAD_ATTEMPTS):
+            self._start_head(head_cpus, jobs)
+            if self._reaches(1, HEAD_TIMEOUT_S):
+                break
+            self.kill(self.head)
+        else:
+            pytest.fail(f"the loopback Ray head did not come up in {HEAD_ATTEMPTS} attempts")
+        if jobs:
+            self._wait_for_jobs_api()
+
+    def _start_head(self, cpus: int, jobs: bool) -> None:
+        self.port, client, dashboard, agent = free_ports(4)
+        self.address = f"{NODE_IP}:{self.port}"
+        head = ["--head", f"--port={self.port}", f"--ray-client-server-port={client}"]
         self.jobs_address = None
         if jobs:
-            dashboard = free_port()
             head += [
                 "--include-dashboard=true",
                 f"--dashboard-host={NODE_IP}",
                 f"--dashboard-port={dashboard}",
-                f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-listen-port={agent}",
             ]
             self.jobs_address = f"http://{NODE_IP}:{dashboard}"
         else:
             head.append("--include-dashboard=false")
-        self.head = self._start(head, head_cpus)
-        self.workers: list[subprocess.Popen] = []
-        self.wait_for_nodes(1)
-        if jobs:
-            self._wait_for_jobs_api()
+        self.head = self._start(head, cpus)
 
     def _start(self, args: list[str], cpus: int) -> subprocess.Popen:
         return subprocess.Popen(
@@ -98,23 +117,31 @@ class LoopbackCluster:
             f"import ray; ray.init(address='{self.address}', _node_ip_address='{NODE_IP}');"
             "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, **RAY_ENV},
-        )
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, **RAY_ENV},
+            )
+        except subprocess.TimeoutExpired:
+            return []  # a head not (yet) answering: ray.init keeps retrying
         return out.stdout.split() if out.returncode == 0 else []
 
-    def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
+    def _reaches(self, n: int, timeout: float) -> bool:
+        """Whether `n` nodes are alive within `timeout` s (False at once if the head died)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.head.poll() is None:
             if len(self.nodes()) >= n:
-                return
+                return True
             time.sleep(1)
-        self.stop()
-        pytest.fail(f"the loopback Ray cluster did not reach {n} node(s)")
+        return False
+
+    def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
+        if not self._reaches(n, timeout):
+            self.stop()
+            pytest.fail(f"the loopback Ray cluster did not reach {n} node(s)")
 
     def _wait_for_jobs_api(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
