@@ -326,11 +326,16 @@ def _check(ds: Dataset, automl: DictConfig, source: str) -> None:
         )
     folds = automl.n_cross_validations
     if ds.X_valid is None and folds is not None and counts.min() < folds:
-        rare = classes[np.argmin(counts)]
-        raise ConfigError(
-            "automl.n_cross_validations",
+        # stratified folds still work: some validate without those classes, and a model
+        # whose training rows lack one gives it probability 0 there (worker._fold)
+        rare = ", ".join(
+            f"{_label(c)} ({n})" for c, n in zip(classes, counts, strict=True) if n < folds
+        )
+        log.warning(
+            "%s: class(es) with fewer rows than the %d folds: %s; not every fold holds them",
+            source,
             folds,
-            f"{source}: class {_label(rare)} has {counts.min()} row(s), fewer than the folds; lower n_cross_validations or drop that class",
+            rare,
         )
     if ds.X_valid is None and folds is None and counts.min() < 2:
         rare = classes[np.argmin(counts)]

@@ -224,6 +224,26 @@ def test_csv_with_categories_missing_values_and_string_labels(ray_local, store, 
     assert len(mlflow.pyfunc.load_model(result.model_uri).predict(unseen)) == 2
 
 
+def test_classes_with_fewer_rows_than_folds_are_searched_and_predicted(ray_local, store, tmp_path):
+    # 5 folds; 'pair' has 2 rows and 'single' 1: some folds validate a class their
+    # training rows lack, others validate without it
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    labels = np.where(y == 1, "benign", "malignant").astype(object)
+    labels[:2], labels[2] = "pair", "single"
+    frame = X.iloc[:, :6].assign(label=labels)
+    path = tmp_path / "rare.csv"
+    frame.to_csv(path, index=False)
+    result = automl_runner.run(
+        ["data=file", f"data.path={path}", "data.target=label", "automl.iterations=6", *store]
+    )
+    statuses = [r.status for r in result.results]
+    assert statuses.count("COMPLETED") == len(statuses) and len(statuses) >= 6
+    assert all(np.isfinite(r.mean("AUC_weighted")) for r in result.results)
+    assert result.best_score > 0.9
+    assert set(result.model.classes_) == {"benign", "malignant", "pair", "single"}
+    assert result.model.predict_proba(frame.drop(columns="label")).shape == (len(frame), 4)
+
+
 def test_csv_regression(ray_local, store, tmp_path):
     rng = np.random.default_rng(2)
     n = 200

@@ -118,8 +118,14 @@ BAD_INPUTS = [
         "data.target=Exited: no such column in t.csv; columns: a, b, label",
     ),
     (
-        ["data=file", "data.path={csv}", "data.target=label"],
-        "automl.n_cross_validations=5: data.path=",
+        [
+            "data=file",
+            "data.path={csv1}",
+            "data.target=label",
+            "automl.n_cross_validations=null",
+            "automl.validation_size=0.2",
+        ],
+        "class 'rare' has a single row; a stratified holdout needs two per class",
     ),
     (["data=file", "data.path={csv}"], "data.target=???: is required"),
     (["foo=1"], "foo: no such key; allowed keys: compute, data, automl, search_space, tracking"),
@@ -146,6 +152,7 @@ def bad_files(tmp_path):
         "csv": _write(
             tmp_path / "t.csv", "a,b,label\n1,x,yes\n2,y,no\n3,x,yes\n4,y,no\n5,x,rare\n" * 2
         ),
+        "csv1": _write(tmp_path / "t1.csv", "a,b,label\n" + "1,x,yes\n2,y,no\n" * 5 + "5,x,rare\n"),
     }
 
 

@@ -100,19 +100,45 @@ def test_bad_scripts_give_one_line(tmp_path, body, message):
     assert "\n" not in str(info.value)
 
 
-def test_fewer_rows_per_class_than_folds_is_refused(tmp_path):
+def test_fewer_rows_per_class_than_folds_is_one_warning_not_a_refusal(tmp_path, caplog):
     path = _script(
         tmp_path,
         """
         import numpy as np
         def get_data():
-            return {"X": np.random.rand(30, 3), "y": np.array(["a"] * 27 + ["rare"] * 3)}
+            y = ["a"] * 26 + ["rare"] * 3 + ["single"]
+            return {"X": np.random.rand(30, 3), "y": np.array(y)}
     """,
     )
     cfg = _cfg("data=script", f"data.path={path}")
-    with pytest.raises(
-        ConfigError, match=r"automl.n_cross_validations=5: .*class 'rare' has 3 row"
-    ):
+    with caplog.at_level("WARNING", logger="automl_runner.data"):
+        ds = load(cfg.data, cfg.automl)
+    assert len(ds.y) == 30
+    warned = [
+        r.getMessage() for r in caplog.records if "fewer rows than the 5 folds" in r.getMessage()
+    ]
+    assert warned == [
+        f"data.path={path}: class(es) with fewer rows than the 5 folds: "
+        "'rare' (3), 'single' (1); not every fold holds them"
+    ]
+
+
+def test_a_single_row_class_under_a_holdout_is_refused(tmp_path):
+    path = _script(
+        tmp_path,
+        """
+        import numpy as np
+        def get_data():
+            return {"X": np.random.rand(30, 3), "y": np.array(["a"] * 29 + ["single"])}
+    """,
+    )
+    cfg = _cfg(
+        "data=script",
+        f"data.path={path}",
+        "automl.n_cross_validations=null",
+        "automl.validation_size=0.2",
+    )
+    with pytest.raises(DataError, match="class 'single' has a single row"):
         load(cfg.data, cfg.automl)
 
 
