@@ -336,7 +336,11 @@ def _requirements() -> list[str]:
 
 
 def model_bytes(model: Any) -> int:
-    """The size of the model's pickle, its arrays counted without being copied."""
+    """The size of the model's pickle, its arrays counted without being copied.
+
+    Pickled with cloudpickle, the serializer `log_model` saves it with (MLflow depends on
+    it), so any model MLflow can log can be measured.
+    """
     import cloudpickle
 
     arrays: list[int] = []
