@@ -372,9 +372,11 @@ def _type_columns(ds: Dataset, automl: DictConfig, source: str) -> None:
         for col in numeric:
             frame[col] = frame[col].astype(float)
         for col in categorical:
-            # one dtype for every category value, NaN kept as missing: mixed ints and
-            # strings in a column would otherwise break the encoder's sorting
-            frame[col] = frame[col].map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+            # one dtype for every category value, every missing value NaN: mixed ints and
+            # strings in a column would otherwise break the encoder's sorting, and pandas'
+            # pd.NA (nullable string dtypes, Parquet) the imputer's missing-value test
+            as_objects = frame[col].astype(object)  # map() on a string dtype keeps pd.NA
+            frame[col] = as_objects.map(lambda v: np.nan if pd.isna(v) else str(v)).astype(object)
     if categorical and not automl.preprocess:
         shown = ", ".join(categorical[:5]) + (" ..." if len(categorical) > 5 else "")
         raise ConfigError(

@@ -184,6 +184,32 @@ def test_csv_with_categories_and_missing_values(tmp_path):
     assert ds.summary("classification")["missing_values"] > 0
 
 
+def test_nullable_pandas_dtypes_load_into_what_the_pipeline_can_fit(tmp_path):
+    # Parquet keeps pandas' nullable dtypes, whose missing value is pd.NA: the imputers
+    # cannot test pd.NA for missing, so every iteration failed on such a file
+    rng = np.random.default_rng(0)
+    n = 60
+    frame = pd.DataFrame(
+        {
+            "count": pd.array(rng.integers(0, 5, n), dtype="Int64"),
+            "flag": pd.array(rng.random(n) > 0.5, dtype="boolean"),
+            "city": pd.array(rng.choice(["oslo", "rome", None], n), dtype="string"),
+            "tier": pd.Categorical(rng.choice(["a", "b", None], n)),
+        }
+    )
+    frame.loc[::7, ["count", "flag"]] = pd.NA
+    frame["label"] = np.where(rng.random(n) > 0.5, "yes", "no")
+    path = tmp_path / "nullable.parquet"
+    frame.to_parquet(path, index=False)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=label")
+    ds = load(cfg.data, cfg.automl)
+    assert ds.numeric == ["count", "flag"] and ds.categorical == ["city", "tier"]
+    from automl_runner.space import _prepare
+
+    Xt = _prepare(ds.numeric, ds.categorical, dataframe=True).fit_transform(ds.X)
+    assert Xt.shape[0] == n and np.isfinite(Xt).all()
+
+
 def test_parquet_regression_drops_rows_without_target(tmp_path):
     frame = _frame()
     frame["price"] = frame["score"] * 2.5
