@@ -101,12 +101,15 @@ def main() -> None:
                 extra[mode].append(gb)
                 seconds[mode].append(s)
                 size = size_gb
+    from automl_runner.tracking import EXAMPLE_MAX_MODEL_BYTES
+
     med = {m: (statistics.median(extra[m]), statistics.median(seconds[m])) for m in MODES}
     print(
         f"logging a {size:.2f} GB forest ({args.rows} rows), median of {args.repeats}: "
         f"with the input example (loaded back by MLflow) +{med['example'][0]:.2f} GB peak, "
         f"{med['example'][1]:.1f} s; with the signature only (the runner's choice from "
-        f"256 MiB on) +{med['signature'][0]:.2f} GB peak, {med['signature'][1]:.1f} s"
+        f"{EXAMPLE_MAX_MODEL_BYTES / 2**20:.0f} MiB on) +{med['signature'][0]:.2f} GB peak, "
+        f"{med['signature'][1]:.1f} s"
     )
 
 
