@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from system.loopback import free_port
 
 # Ray swaps 127.0.0.1 for this machine's outward IP unless clusters are "disabled" (the
 # loopback-only mode); token auth is what `ray start` enables, so clients present it too.
@@ -39,12 +39,6 @@ def loopback_ray() -> Iterator[None]:
                 import ray
 
                 ray.shutdown()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
