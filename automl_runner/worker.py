@@ -142,10 +142,11 @@ def _fit(pipe: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Any:
     return pipe.fit(X, y)
 
 
-def _in_place(pipeline: Any) -> None:
+def _set_copy(pipeline: Any, copy: bool) -> None:
+    """copy= of every step before the estimator that has one (the scalers)."""
     for _, step in pipeline.steps[:-1]:
         if "copy" in step.get_params(deep=False):
-            step.set_params(copy=False)
+            step.set_params(copy=copy)
 
 
 def _fold(data: PreparedData, model: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Fold:
@@ -184,10 +185,13 @@ def evaluate(data: PreparedData, candidate: Candidate) -> tuple[dict[str, list[f
             assert data.y_valid is not None
             fold = _fold(data, model, data.X_valid, data.y_valid, None)
         else:
-            # fold rows are this task's own copy: transform them in place instead of
-            # holding another copy per step (the logged model keeps copy=True)
-            _in_place(model)
+            # the training rows are this task's own copy: the fit transforms them in place
+            # instead of holding another copy per step (the logged model keeps copy=True)
+            _set_copy(model, False)
             _fit(model, take_rows(data.X, train), data.y[train], None if w is None else w[train])
+            # but the validation rows go through the model twice (labels, then scores):
+            # an in-place scaler would scale them twice when no step before it copies
+            _set_copy(model, True)
             fold = _fold(
                 data,
                 model,

@@ -90,6 +90,32 @@ def test_every_family_fits_at_its_default_and_at_sampled_settings(task):
     assert not failures, failures
 
 
+@pytest.mark.parametrize("preprocessor", ["standard_scaler", "robust_scaler", "minmax_scaler"])
+def test_cross_validation_scores_are_scikit_learns_on_the_same_folds(preprocessor):
+    """Numeric data without missing values: the scaler is the first step and sees the
+    fold's own rows; scoring them (labels, then probabilities) must not scale them twice."""
+    from sklearn.base import clone
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    cfg, space = _space("automl.allowed_models=[LogisticRegression]")
+    X, y = load_breast_cancer(return_X_y=True)
+    data = _prepared(cfg, X, y)
+    pre = next(p for p in space.preprocessors if p.key == preprocessor)
+    est = space.estimators[0]
+    candidate = space.candidate(pre, est, {}, est.default, "test")
+    result = run_iteration(0, candidate, data)
+    assert result.status == COMPLETED, result.error
+    auc, acc = [], []
+    for train, valid in data.splits:
+        model = clone(data.pipeline(candidate)).fit(X[train], y[train])
+        auc.append(roc_auc_score(y[valid], model.predict_proba(X[valid])[:, 1]))
+        acc.append(accuracy_score(y[valid], model.predict(X[valid])))
+    np.testing.assert_allclose(result.fold_scores["AUC_weighted"], auc, rtol=1e-9)
+    np.testing.assert_allclose(result.fold_scores["accuracy"], acc, rtol=1e-9)
+    assert min(auc) > 0.95
+
+
 def test_preprocess_handles_strings_nan_and_unseen_categories():
     cfg, space = _space("automl.n_cross_validations=3")
     rng = np.random.default_rng(0)
