@@ -174,8 +174,9 @@ class ComponentSpec:
     default: dict[str, Any] = field(default_factory=dict)
     # hyperparameter ranges the search samples from
     params: dict[str, ParamSpec] = field(default_factory=dict)
-    # the class needs class labels 0..k-1 (XGBoost); skipped for other labels
-    integer_labels: bool = False
+    # the class takes class labels 0..k-1 only (XGBoost): it is fitted behind a label
+    # encoder, so any labels (strings, say) work and predictions come back as given
+    encode_labels: bool = False
     # rough cost of the default configuration relative to a linear model; the portfolio
     # tries cheap families first (measured durations take over once known)
     cost: float = 1.0

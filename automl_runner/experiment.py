@@ -239,9 +239,7 @@ def _prepare_and_run(
         _check_resume(cfg)
 
     dataset = load(cfg.data, automl)
-    space = SearchSpace.from_config(
-        cfg, sparse_input=dataset.is_sparse, integer_labels=_integer_labels(dataset)
-    )
+    space = SearchSpace.from_config(cfg, sparse_input=dataset.is_sparse)
     prepared = prepare(dataset, automl)
     name = cfg.tracking.experiment_name or f"automl-{experiment_name(cfg.data)}"
 
@@ -700,14 +698,6 @@ class _Stopper:
         """Tell the launched iterations told .. upto-1, as far as they have finished."""
         while self.told < upto and self.launched[self.told] in finished:
             self.tell(finished.pop(self.launched[self.told]))
-
-
-def _integer_labels(ds: Dataset) -> bool:
-    """Are the class labels exactly 0..k-1 (what XGBoost's classifier accepts)?"""
-    labels = np.unique(ds.y if ds.y_valid is None else np.concatenate([ds.y, ds.y_valid]))
-    if labels.dtype.kind not in "iu":
-        return False
-    return bool(np.array_equal(labels, np.arange(len(labels))))
 
 
 def _portfolio_size(automl: DictConfig, space: SearchSpace) -> int:

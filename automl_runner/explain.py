@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .space import encoded_member
+
 TREE_FAMILIES = (
     "DecisionTreeClassifier",
     "DecisionTreeRegressor",
@@ -90,7 +92,9 @@ def split_pipeline(pipeline: Any) -> tuple[Any, Any]:
     from sklearn.pipeline import Pipeline
 
     steps = pipeline.steps
-    return Pipeline(steps[:-1]) if len(steps) > 1 else None, steps[-1][1]
+    # a classifier behind a label encoder is explained itself: its probability columns
+    # are the classes in the same (sorted) order
+    return Pipeline(steps[:-1]) if len(steps) > 1 else None, encoded_member(steps[-1][1])
 
 
 def transform(pipeline: Any, X: Any) -> np.ndarray:

@@ -32,7 +32,7 @@ class Component:
     default: dict[str, Any]
     params: dict[str, dict[str, Any]]
     cost: float = 1.0
-    integer_labels: bool = False
+    encode_labels: bool = False
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         out = {}
@@ -71,6 +71,8 @@ class Candidate:
     member_iterations: tuple[int, ...] = ()
     weights: tuple[float, ...] = ()
     meta: Any = field(default=None, compare=False, repr=False)
+    # the estimator takes class labels 0..k-1 only: fit it behind a label encoder
+    encode_labels: bool = False
 
     def key(self) -> str:
         return json.dumps(
@@ -137,9 +139,7 @@ class SearchSpace:
     skipped: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_config(
-        cls, cfg: DictConfig, sparse_input: bool = False, integer_labels: bool = True
-    ) -> SearchSpace:
+    def from_config(cls, cfg: DictConfig, sparse_input: bool = False) -> SearchSpace:
         """The families usable for this task, input and allowed/blocked lists."""
         task, automl = cfg.automl.task, cfg.automl
         allowed = set(automl.allowed_models) if automl.allowed_models else None
@@ -156,9 +156,6 @@ class SearchSpace:
                 if sparse_input and not spec["sparse"]:
                     skipped.append(f"{key} (needs dense input)")
                     continue
-                if spec.get("integer_labels") and not integer_labels:
-                    skipped.append(f"{key} (needs class labels 0..k-1)")
-                    continue
                 if not importable(spec["_target_"]):
                     skipped.append(f"{key} ({spec['_target_']} is not installed)")
                     continue
@@ -173,7 +170,7 @@ class SearchSpace:
                         default=spec["default"],
                         params=spec["params"],
                         cost=float(spec.get("cost", 1.0)),
-                        integer_labels=bool(spec.get("integer_labels", False)),
+                        encode_labels=bool(spec.get("encode_labels", False)),
                     )
                 )
             return out
@@ -213,6 +210,7 @@ class SearchSpace:
             description=f"{pre.display} {est.display}",
             family=est.name,
             origin=origin,
+            encode_labels=est.encode_labels,
         )
 
 
@@ -272,8 +270,37 @@ def build_pipeline(
     steps.append(
         ("scale", _make(candidate.preprocessor_target, candidate.preprocessor_params, seed))
     )
-    steps.append(("model", _make(candidate.estimator_target, candidate.estimator_params, seed)))
+    model = _make(candidate.estimator_target, candidate.estimator_params, seed)
+    steps.append(("model", encode_labels(model) if candidate.encode_labels else model))
     return Pipeline(steps)
+
+
+def encode_labels(model: BaseEstimator) -> BaseEstimator:
+    """The classifier behind a label encoder, as one plain scikit-learn estimator.
+
+    scikit-learn's VotingClassifier fits its members on the labels encoded as 0..k-1 and
+    decodes what it predicts; with one member and soft voting its probabilities are that
+    member's. So a classifier that takes labels 0..k-1 only (XGBoost) fits any labels,
+    and also a cross-validation fold that lacks a class (its labels are then not
+    0..k-1), while the pickled model stays scikit-learn classes and predicts the labels
+    as given.
+    """
+    from sklearn.ensemble import VotingClassifier
+
+    return VotingClassifier([("encoded", model)], voting="soft")
+
+
+def encoded_member(model: Any) -> Any:
+    """The fitted classifier inside `encode_labels`'s wrapper; any other model as is."""
+    from sklearn.ensemble import VotingClassifier
+
+    if (
+        isinstance(model, VotingClassifier)
+        and [name for name, _ in model.estimators] == ["encoded"]
+        and hasattr(model, "estimators_")
+    ):
+        return model.estimators_[0]
+    return model
 
 
 def _prepare(numeric: list[str], categorical: list[str], dataframe: bool) -> Any:

@@ -80,3 +80,24 @@ class InfiniteProbaClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class ZeroToKClassifier(ClassifierMixin, BaseEstimator):
+    """Refuses class labels other than 0..k-1, as XGBoost's classifier does; otherwise a
+    logistic regression."""
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+
+        labels = np.unique(y)
+        if labels.dtype.kind not in "iu" or not np.array_equal(labels, np.arange(len(labels))):
+            raise ValueError(f"expected class labels 0..{len(labels) - 1}, got {labels}")
+        self.model_ = LogisticRegression(max_iter=1000).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.model_.predict(X)

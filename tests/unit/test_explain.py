@@ -111,6 +111,31 @@ def test_tree_explainer_refusal_falls_back_under_auto():
         )
 
 
+def test_a_classifier_behind_the_label_encoder_is_explained_itself():
+    """encode_labels' wrapper (string labels to 0..k-1) is looked through: the kernel
+    explainer's values add up to the probabilities of the classes as named."""
+    from automl_test_estimators import ZeroToKClassifier  # tests/helpers, on the path
+
+    from automl_runner.space import encode_labels
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    names = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+    pipeline = Pipeline(
+        [("scale", StandardScaler()), ("model", encode_labels(ZeroToKClassifier()))]
+    ).fit(X, names)
+    e = explain_pipeline(
+        pipeline,
+        X.iloc[:8],
+        X,
+        task="classification",
+        classes=list(pipeline.classes_),
+        raw_names=list(X.columns),
+        kernel_nsamples=200,
+    )
+    assert e.explainer == "kernel" and e.classes == ["setosa", "versicolor", "virginica"]
+    assert_additive(e, pipeline, X.iloc[:8])
+
+
 def test_one_hot_and_indicator_columns_sum_back_to_their_source_column():
     rng = np.random.default_rng(0)
     n = 400

@@ -105,13 +105,55 @@ def test_random_search_is_seeded_and_has_no_portfolio():
     assert {c.origin for c in RandomSearch(space, seed=2).ask(5)} == {"random"}
 
 
-def test_xgboost_needs_integer_labels():
+def _zero_to_k(encode_labels: bool) -> str:
+    return (
+        "++search_space.estimators={zero_to_k: {_target_: automl_test_estimators.ZeroToKClassifier,"
+        f" name: ZeroToK, display: zero-to-k, task: classification, encode_labels: {encode_labels}}}}}"
+    )
+
+
+def _rare_string_labels() -> tuple:
+    """Breast cancer with string labels and a 2-row third class, which the 5 folds'
+    training rows do not all hold (so a fold's labels are not 0..k-1 even if encoded)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    labels = np.array(["benign", "malignant"], dtype=object)[y]
+    labels[[0, 1]] = "rare"
+    return X, labels
+
+
+@pytest.mark.parametrize("encode", [True, False])
+def test_a_family_taking_labels_0_to_k_only_is_fitted_behind_a_label_encoder(encode):
+    cfg, space = _space(_zero_to_k(encode), "automl.allowed_models=[ZeroToK]")
+    X, y = _rare_string_labels()
+    data = prepare(Dataset("t", X, y), cfg.automl)
+    standardize = next(p for p in space.preprocessors if p.key == "standard_scaler")
+    candidate = space.candidate(standardize, space.estimators[0], {}, {}, "test")
+    result = run_iteration(0, candidate, data)
+    if not encode:  # the same class without the YAML key refuses the labels
+        assert result.status != COMPLETED and "expected class labels" in result.error
+        return
+    assert result.status == COMPLETED, result.error
+    assert result.mean("AUC_weighted") > 0.9
+    model = refit(candidate, data)
+    assert type(model[-1]).__name__ == "VotingClassifier"
+    assert list(model.classes_) == ["benign", "malignant", "rare"]
+    assert set(model.predict(X)) <= {"benign", "malignant", "rare"}
+    inner = model[-1].estimators_[0]
+    assert list(inner.classes_) == [0, 1, 2]
+    np.testing.assert_allclose(model.predict_proba(X), inner.predict_proba(model[:-1].transform(X)))
+
+
+def test_xgboost_fits_string_labels_and_a_fold_missing_a_class():
     pytest.importorskip("xgboost")
-    _, ints = _space(integer_labels=True)
-    _, strings = _space(integer_labels=False)
-    assert "xgboost_classifier" in [e.key for e in ints.estimators]
-    assert "xgboost_classifier" not in [e.key for e in strings.estimators]
-    assert any("xgboost_classifier" in s for s in strings.skipped)
+    cfg, space = _space("automl.allowed_models=[XGBoost]")
+    X, y = _rare_string_labels()
+    data = prepare(Dataset("t", X, y), cfg.automl)
+    est = space.estimators[0]
+    candidate = space.candidate(space.preprocessors[0], est, {}, est.default, "test")
+    result = run_iteration(0, candidate, data)
+    assert result.status == COMPLETED, result.error
+    assert result.mean("AUC_weighted") > 0.95
+    assert set(refit(candidate, data).predict(X[:50])) <= {"benign", "malignant", "rare"}
 
 
 def _iterations(cfg, space, X, y, n: int, seed: int = 0) -> tuple:

@@ -75,8 +75,7 @@ def test_every_family_fits_at_its_default_and_at_sampled_settings(task):
     if task == "classification":
         X, y = make_classification(120, 6, n_informative=4, n_classes=3, random_state=0)
         y = np.array(["low", "mid", "high"])[y]
-        # string labels: families that need labels 0..k-1 (XGBoost) are left out
-        space = SearchSpace.from_config(cfg, integer_labels=False)
+        # string labels: families that take labels 0..k-1 only (XGBoost) included
     else:
         X, y = make_regression(120, 6, noise=1.0, random_state=0)
     data = _prepared(cfg, X, y)
