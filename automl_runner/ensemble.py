@@ -11,10 +11,19 @@ search, two more iterations are scored from them without fitting anything:
 
 Each is built like an iteration: a Ray task reading the shared data (both at once when
 two slots are free), under automl.iteration_timeout_minutes, a failure a FAILED
-iteration that does not stop the experiment. Both are scored without leaking: for each
-validation fold, the weights (or the linear model) are chosen on the other folds'
-out-of-fold rows and scored on that fold's rows, whose predictions came from models that
-never saw them. The final weights use all rows.
+iteration that does not stop the experiment. Both are scored from out-of-fold
+predictions only, fold by fold like a search iteration, so no row is scored by a model
+fitted on it:
+
+- the voting ensemble as an iteration is: its blend of the members' out-of-fold
+  predictions, scored on each fold's rows. Its selection saw those rows, just as taking
+  the best search iteration does; scoring it on other rows than the single best would
+  make the two scores unequal (the single best's is the maximum of many noisy scores)
+  and leave ensembles that do better on new data behind.
+- the stacking ensemble fits a model (its linear model), so per validation fold that
+  model is fitted on the other folds' out-of-fold rows and scored on that fold's.
+
+The final weights and linear model use all rows.
 The fitted ensemble is plain scikit-learn: VotingClassifier/Regressor or
 StackingClassifier/Regressor over the members refit on all rows.
 """
@@ -287,10 +296,10 @@ def _build(
         if len(used) < 2:
             why = f"greedy selection kept iteration {chosen[0].iteration} alone"
             return IterationResult(iteration, candidate, SKIPPED, error=why)
-        scores = scorer.cross_scored(
-            lambda train, test: _blend(preds, greedy_weights(preds, scorer, train, rounds), test)
-        )
-        return _scored(iteration, candidate, scores, _blend(preds, counts, everything), data)
+        blend = _blend(preds, counts, everything)
+        # scored fold by fold as a search iteration is (see the module docstring)
+        scores = scorer.cross_scored(lambda _train, test: blend[test])
+        return _scored(iteration, candidate, scores, blend, data)
     F = stack_features(preds, data.task)
     target = scorer.y if data.classes is None else _encoded(scorer.y, data.classes)
 

@@ -165,7 +165,9 @@ def _iterations(cfg, space, X, y, n: int, seed: int = 0) -> tuple:
 
 
 def test_ensembles_score_near_chance_on_pure_noise_labels():
-    """Selection and stacking fitted on the scored rows would look far better than chance."""
+    """Members scored on rows they were fitted on, or a stacker scored on its own training
+    rows, would look far better than chance. From out-of-fold predictions the ensembles
+    stay near it, and the voting selection on those rows adds little to the best member."""
     cfg, space = _space(
         "automl.allowed_models=[RandomForest,ExtremeRandomTrees,KNN,DecisionTree,GradientBoosting]"
     )
@@ -184,6 +186,7 @@ def test_ensembles_score_near_chance_on_pure_noise_labels():
     # the members' own CV scores are honest too, so the ensembles do not beat them by much
     best_member = max(r.mean("AUC_weighted") for r in results)
     assert max(r.mean("AUC_weighted") for r in out) < best_member + 0.05
+    assert out[0].mean("AUC_weighted") < best_member + 0.01
 
 
 def test_ensembles_match_their_members_and_refit_to_plain_sklearn():
@@ -201,6 +204,21 @@ def test_ensembles_match_their_members_and_refit_to_plain_sklearn():
     by_kind = {r.candidate.family: r for r in out}
     assert by_kind[VOTING].mean("AUC_weighted") > best - 0.005
     assert [r.iteration for r in out] == [6, 7]
+    # the voting ensemble is scored as a search iteration is: its weighted blend of the
+    # members' out-of-fold predictions, fold by fold
+    from sklearn.metrics import roc_auc_score
+
+    vote = by_kind[VOTING]
+    oof = {r.candidate.key(): r.oof for r in results}
+    w = np.array(vote.candidate.weights)
+    blend = sum(wi * oof[m.key()] for wi, m in zip(w, vote.candidate.members, strict=True))
+    blend = blend / w.sum()
+    y_oof, start, expected_folds = y[data.oof_rows()], 0, []
+    for _, valid in data.splits:
+        rows = slice(start, start + len(valid))
+        expected_folds.append(roc_auc_score(y_oof[rows], blend[rows][:, 1]))
+        start += len(valid)
+    np.testing.assert_allclose(vote.fold_scores["AUC_weighted"], expected_folds, rtol=1e-9)
     for r in out:
         model = refit(r.candidate, data)
         assert type(model).__module__.startswith("sklearn.")
