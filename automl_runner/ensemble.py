@@ -141,7 +141,8 @@ class _Scorer:
     def cross_scored(
         self, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray]
     ) -> dict[str, list[float]]:
-        """Per-fold scores of a procedure fitted on the other folds' rows."""
+        """Per-fold scores of fit_predict(train rows, test rows): the predictions for each
+        fold's rows, from a model fitted on the other folds' rows (or from a fixed blend)."""
         scores: dict[str, list[float]] = {}
         for k in np.unique(self.groups):
             test = np.flatnonzero(self.groups == k)
@@ -155,11 +156,8 @@ class _Scorer:
 def greedy_weights(
     preds: list[np.ndarray], scorer: _Scorer, idx: np.ndarray, rounds: int
 ) -> np.ndarray:
-    """Pick counts of greedy selection with replacement over the rows `idx`.
-
-    Starts from the member that scores best on those rows (not the best overall: that
-    ranking saw the rows being scored).
-    """
+    """Pick counts of greedy selection with replacement over the rows `idx`, starting
+    from the member that scores best on those rows."""
     counts = np.zeros(len(preds))
     first, current = -1, None
     for j, p in enumerate(preds):
