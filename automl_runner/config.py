@@ -133,10 +133,12 @@ class AutoMLConfig:
     enable_voting_ensemble: bool = True
     enable_stack_ensemble: bool = True
     # how many iterations the ensembles choose from (the best of each family first, then
-    # the best of the rest), and the voting ensemble's selection rounds (members may be
-    # picked more than once)
+    # the best of the rest); the voting ensemble's greedy selection rounds (members may be
+    # picked more than once), and on how many random halves of those iterations the
+    # selection is run and its weights averaged (1: once, over all of them)
     ensemble_candidates: int = 10
     ensemble_size: int = 20
+    ensemble_bags: int = 20
     # continue an interrupted experiment: its MLflow parent run id; null = a new experiment
     resume: str | None = None
 

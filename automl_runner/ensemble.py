@@ -3,9 +3,13 @@
 Every iteration keeps its validation predictions (``IterationResult.oof``). After the
 search, two more iterations are scored from them without fitting anything:
 
-- ``VotingEnsemble``: greedy ensemble selection (Caruana et al., 2004): start from the
-  best iteration, repeatedly add (with replacement) the member that most improves the
-  primary metric of the averaged predictions; the pick counts are the voting weights.
+- ``VotingEnsemble``: bagged greedy ensemble selection (Caruana et al., 2004). On each
+  of ``Selection.bags`` random halves of the pool: start from the bag's best iteration,
+  repeatedly add (with replacement) the member that most improves the primary metric of
+  the averaged predictions, until no pick helps. A member's voting weight is its share of
+  the picks, averaged over the bags. One selection over the whole pool stops after a few
+  picks on the members that happen to fit the out-of-fold rows best; averaging over bags
+  keeps the near-equals it passed over, and the blend predicts new rows better.
 - ``StackEnsemble``: a linear model (logistic regression / ridge) on the members'
   predictions.
 
@@ -153,6 +157,35 @@ class _Scorer:
         return scores
 
 
+@dataclass(frozen=True)
+class Selection:
+    """How the voting ensemble chooses its weights (automl.ensemble_size and
+    automl.ensemble_bags): up to `rounds` greedy picks on each of `bags` random halves of
+    the pool; one bag is one selection over the whole pool."""
+
+    rounds: int = 20
+    bags: int = 20
+
+
+def voting_weights(
+    preds: list[np.ndarray], scorer: _Scorer, idx: np.ndarray, selection: Selection, seed: int
+) -> np.ndarray:
+    """Each member's share of the greedy picks, averaged over the bags (sums to 1; rounded
+    to 4 decimals, the weights that are then used and logged)."""
+    n = len(preds)
+    if selection.bags == 1 or n <= 2:
+        counts = greedy_weights(preds, scorer, idx, selection.rounds)
+        return np.round(counts / counts.sum(), 4)
+    rng = np.random.default_rng(seed)
+    size = max(2, round(n / 2))
+    shares = np.zeros(n)
+    for _ in range(selection.bags):
+        bag = np.sort(rng.choice(n, size=size, replace=False))
+        counts = greedy_weights([preds[j] for j in bag], scorer, idx, selection.rounds)
+        shares[bag] += counts / counts.sum()
+    return np.round(shares / selection.bags, 4)
+
+
 def greedy_weights(
     preds: list[np.ndarray], scorer: _Scorer, idx: np.ndarray, rounds: int
 ) -> np.ndarray:
@@ -180,8 +213,8 @@ def greedy_weights(
     return counts
 
 
-def _blend(preds: list[np.ndarray], counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return sum(c * p[idx] for c, p in zip(counts, preds, strict=True) if c) / counts.sum()
+def _blend(preds: list[np.ndarray], weights: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return sum(w * p[idx] for w, p in zip(weights, preds, strict=True) if w) / weights.sum()
 
 
 def stack_features(preds: list[np.ndarray], task: str) -> np.ndarray:
@@ -253,7 +286,7 @@ def run_ensemble(
     members: list[IterationResult],
     data: PreparedData,
     metric: str,
-    rounds: int,
+    selection: Selection,
     iteration: int,
 ) -> IterationResult:
     """Build and CV-score one ensemble (a Ray task, or in-process). Never raises: a
@@ -261,7 +294,7 @@ def run_ensemble(
     is a SKIPPED result (not an iteration: the driver logs why and records nothing)."""
     start = time.perf_counter()
     try:
-        out = _build(kind, members, data, metric, rounds, iteration)
+        out = _build(kind, members, data, metric, selection, iteration)
     except Exception:
         out = IterationResult(
             iteration,
@@ -280,21 +313,21 @@ def _build(
     members: list[IterationResult],
     data: PreparedData,
     metric: str,
-    rounds: int,
+    selection: Selection,
     iteration: int,
 ) -> IterationResult:
     scorer = _Scorer(data, metric)
     preds = [np.asarray(r.oof, dtype=float) for r in members]
     everything = np.arange(len(scorer.y))
     if kind == VOTING:
-        counts = greedy_weights(preds, scorer, everything, rounds)
-        used = np.flatnonzero(counts)
+        weights = voting_weights(preds, scorer, everything, selection, data.seed)
+        used = np.flatnonzero(weights)
         chosen = [members[i] for i in used]
-        candidate = ensemble_candidate(kind, chosen, tuple(float(counts[i]) for i in used))
+        candidate = ensemble_candidate(kind, chosen, tuple(float(weights[i]) for i in used))
         if len(used) < 2:
-            why = f"greedy selection kept iteration {chosen[0].iteration} alone"
+            why = f"ensemble selection kept iteration {chosen[0].iteration} alone"
             return IterationResult(iteration, candidate, SKIPPED, error=why)
-        blend = _blend(preds, counts, everything)
+        blend = _blend(preds, weights, everything)
         # scored fold by fold as a search iteration is (see the module docstring)
         scores = scorer.cross_scored(lambda _train, test: blend[test])
         return _scored(iteration, candidate, scores, blend, data)

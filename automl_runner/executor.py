@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .ensemble import build_ensemble, ensemble_candidate, run_ensemble
+from .ensemble import Selection, build_ensemble, ensemble_candidate, run_ensemble
 from .space import Candidate
 from .worker import (
     CANCELLED,
@@ -82,13 +82,18 @@ class RayExecutor:
         self._running[ref] = _InFlight(iteration, candidate, time.monotonic())
 
     def submit_ensemble(
-        self, iteration: int, kind: str, members: list[IterationResult], metric: str, rounds: int
+        self,
+        iteration: int,
+        kind: str,
+        members: list[IterationResult],
+        metric: str,
+        selection: Selection,
     ) -> None:
         """Build one ensemble in a task, like an iteration (timeout, cancel, failure)."""
         if self._members is None or self._members[0] is not members:
             self._members = (members, self._ray.put(members))
         ref = self._ensemble.remote(
-            kind, self._members[1], self.data_ref, metric, rounds, iteration
+            kind, self._members[1], self.data_ref, metric, selection, iteration
         )
         placeholder = ensemble_candidate(kind, members)
         self._running[ref] = _InFlight(iteration, placeholder, time.monotonic())
@@ -195,14 +200,19 @@ class SerialExecutor:
         )
 
     def submit_ensemble(
-        self, iteration: int, kind: str, members: list[IterationResult], metric: str, rounds: int
+        self,
+        iteration: int,
+        kind: str,
+        members: list[IterationResult],
+        metric: str,
+        selection: Selection,
     ) -> None:
         placeholder = ensemble_candidate(kind, members)
         self._queue.append(
             (
                 iteration,
                 placeholder,
-                lambda: run_ensemble(kind, members, self.data, metric, rounds, iteration),
+                lambda: run_ensemble(kind, members, self.data, metric, selection, iteration),
             )
         )
 

@@ -30,7 +30,7 @@ from . import resume as resuming
 from .compute import connect
 from .control import CANCEL, POLL_SECONDS, STOP, DriverChannel, Interrupts
 from .data import Dataset, experiment_name, load
-from .ensemble import EnsemblePlan, family_leaders, numbered, plan_ensembles
+from .ensemble import EnsemblePlan, Selection, family_leaders, numbered, plan_ensembles
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
 from .metrics import better
@@ -631,7 +631,7 @@ def _build_ensembles(
                 kind,
                 plan.members,
                 automl.primary_metric,
-                automl.ensemble_size,
+                Selection(automl.ensemble_size, automl.ensemble_bags),
             )
         progress("ENSEMBLING")
         with interrupts.safe():

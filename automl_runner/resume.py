@@ -45,6 +45,7 @@ FREE_AUTOML_KEYS = frozenset(
         "enable_stack_ensemble",
         "ensemble_candidates",
         "ensemble_size",
+        "ensemble_bags",
     }
 )
 # groups that define the search; compute, tracking and explain may change

@@ -129,7 +129,7 @@ def _check_automl(a: DictConfig) -> None:
         raise ConfigError("automl.verbosity", a.verbosity, f"allowed: {', '.join(VERBOSITY)}")
     if a.search not in SEARCHES:
         raise ConfigError("automl.search", a.search, f"allowed: {', '.join(SEARCHES)}")
-    for key in ("early_stopping_patience", "ensemble_candidates", "ensemble_size"):
+    for key in ("early_stopping_patience", "ensemble_candidates", "ensemble_size", "ensemble_bags"):
         if a[key] < 1:
             raise ConfigError(f"automl.{key}", a[key], "must be >= 1")
 

@@ -121,6 +121,8 @@ def test_search_space_ships_the_seed_families():
         (["automl.blocked_models=[Lasso]"], "automl.blocked_models"),
         (["automl.allowed_models=[SVM]", "automl.blocked_models=[SVM]"], "automl.blocked_models"),
         (["automl.verbosity=LOUD"], "automl.verbosity"),
+        (["automl.ensemble_bags=0"], "automl.ensemble_bags"),
+        (["automl.ensemble_size=0"], "automl.ensemble_size"),
         (["compute=ray", "compute.address=nohost"], "compute.address"),
         (["compute=ray", "compute.address=h:1", "compute.min_nodes=0"], "compute.min_nodes"),
         (

@@ -13,11 +13,15 @@ from automl_runner.data import Dataset
 from automl_runner.ensemble import (
     STACKING,
     VOTING,
+    Selection,
+    _Scorer,
+    greedy_weights,
     numbered,
     plan_ensembles,
     pool,
     run_ensemble,
     stack_features,
+    voting_weights,
 )
 from automl_runner.experiment import ExperimentResult, _keep_best_predictions, prepare
 from automl_runner.search import RandomSearch, TPESearch
@@ -26,7 +30,7 @@ from automl_runner.worker import COMPLETED, IterationResult, refit, run_iteratio
 
 
 def ensemble_iterations(
-    results, data, metric, *, voting, stacking, candidates, rounds, first_iteration
+    results, data, metric, *, voting, stacking, candidates, rounds, first_iteration, bags=20
 ) -> list[IterationResult]:
     """The ensembles built in this process, one after the other, as the driver plans,
     runs and numbers them (without Ray)."""
@@ -36,7 +40,7 @@ def ensemble_iterations(
     if plan is None:
         return []
     built = [
-        run_ensemble(kind, plan.members, data, metric, rounds, first_iteration + k)
+        run_ensemble(kind, plan.members, data, metric, Selection(rounds, bags), first_iteration + k)
         for k, kind in enumerate(plan.kinds)
     ]
     return numbered(built, first_iteration)
@@ -187,6 +191,36 @@ def test_ensembles_score_near_chance_on_pure_noise_labels():
     best_member = max(r.mean("AUC_weighted") for r in results)
     assert max(r.mean("AUC_weighted") for r in out) < best_member + 0.05
     assert out[0].mean("AUC_weighted") < best_member + 0.01
+
+
+def test_voting_weights_average_greedy_selection_over_random_halves_of_the_pool():
+    """Five members with independent errors, from the best to the worst, and one with no
+    signal: every bag's selection starts from its best member and adds only members that
+    help, so the informative members share the weight and the noise gets none."""
+    cfg, _ = _space()
+    rng = np.random.default_rng(0)
+    n = 600
+    data = prepare(Dataset("t", rng.normal(size=(n, 3)), rng.integers(0, 2, n)), cfg.automl)
+    scorer = _Scorer(data, "AUC_weighted")
+
+    def proba(z):
+        p = 1 / (1 + np.exp(-z))
+        return np.column_stack([1 - p, p])
+
+    preds = [proba(scorer.y + rng.normal(scale=s, size=n)) for s in (1.0, 1.15, 1.3, 1.45, 1.6)]
+    preds.append(proba(rng.normal(size=n)))
+    rows = np.arange(n)
+    bagged = voting_weights(preds, scorer, rows, Selection(20, 20), seed=0)
+    assert bagged[-1] == 0
+    assert (bagged[:-1] > 0.05).all(), bagged
+    assert bagged.sum() == pytest.approx(1, abs=1e-3)
+    assert (voting_weights(preds, scorer, rows, Selection(20, 20), seed=0) == bagged).all()
+    assert (voting_weights(preds, scorer, rows, Selection(20, 20), seed=1) != bagged).any()
+    # one bag: the whole pool's greedy selection, each member weighted by its share of picks
+    counts = greedy_weights(preds, scorer, rows, 20)
+    once = voting_weights(preds, scorer, rows, Selection(20, 1), seed=0)
+    np.testing.assert_allclose(once, counts / counts.sum(), atol=1e-4)
+    assert once[-1] == 0
 
 
 def test_ensembles_match_their_members_and_refit_to_plain_sklearn():
