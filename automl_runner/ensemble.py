@@ -9,7 +9,8 @@ search, two more iterations are scored from them without fitting anything:
   the averaged predictions, until no pick helps. A member's voting weight is its share of
   the picks, averaged over the bags. One selection over the whole pool stops after a few
   picks on the members that happen to fit the out-of-fold rows best; averaging over bags
-  keeps the near-equals it passed over, and the blend predicts new rows better.
+  keeps the near-equals it passed over, and the blend predicts new rows better. Where
+  the bags' blend scores below the best member alone, the one selection is used.
 - ``StackEnsemble``: a linear model (logistic regression / ridge) on the members'
   predictions.
 
@@ -142,6 +143,17 @@ class _Scorer:
     def primary(self, pred: np.ndarray, idx: np.ndarray) -> float:
         return float(METRICS[self.metric].fn(self.fold(pred, idx)))
 
+    def fold_mean(self, pred: np.ndarray) -> float:
+        """The mean over folds of the primary metric of predictions for all rows."""
+        return float(
+            np.mean(
+                [
+                    self.primary(pred[self.groups == k], np.flatnonzero(self.groups == k))
+                    for k in np.unique(self.groups)
+                ]
+            )
+        )
+
     def cross_scored(
         self, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray]
     ) -> dict[str, list[float]]:
@@ -168,22 +180,37 @@ class Selection:
 
 
 def voting_weights(
-    preds: list[np.ndarray], scorer: _Scorer, idx: np.ndarray, selection: Selection, seed: int
+    preds: list[np.ndarray], scorer: _Scorer, selection: Selection, seed: int
 ) -> np.ndarray:
-    """Each member's share of the greedy picks, averaged over the bags (sums to 1; rounded
-    to 4 decimals, the weights that are then used and logged)."""
-    n = len(preds)
+    """Each member's share of the greedy picks over all rows, averaged over the bags (sums
+    to 1; rounded to 4 decimals, the weights then used and logged).
+
+    Where that blend scores below the best member alone, the ensemble would never be
+    chosen; the whole pool's one selection is used instead (it starts from the best member
+    and adds only picks that improve the blend).
+    """
+    n, rows = len(preds), np.arange(len(scorer.y))
+    counts = greedy_weights(preds, scorer, rows, selection.rounds)
+    whole = np.round(counts / counts.sum(), 4)
     if selection.bags == 1 or n <= 2:
-        counts = greedy_weights(preds, scorer, idx, selection.rounds)
-        return np.round(counts / counts.sum(), 4)
+        return whole
     rng = np.random.default_rng(seed)
     size = max(2, round(n / 2))
     shares = np.zeros(n)
     for _ in range(selection.bags):
         bag = np.sort(rng.choice(n, size=size, replace=False))
-        counts = greedy_weights([preds[j] for j in bag], scorer, idx, selection.rounds)
+        counts = greedy_weights([preds[j] for j in bag], scorer, rows, selection.rounds)
         shares[bag] += counts / counts.sum()
-    return np.round(shares / selection.bags, 4)
+    bagged = np.round(shares / selection.bags, 4)
+    alone: float | None = None  # the best member's score
+    for p in preds:
+        score = scorer.fold_mean(p)
+        if better(scorer.metric, score, alone):
+            alone = score
+    assert alone is not None
+    if better(scorer.metric, alone, scorer.fold_mean(_blend(preds, bagged, rows))):
+        return whole
+    return bagged
 
 
 def greedy_weights(
@@ -320,7 +347,7 @@ def _build(
     preds = [np.asarray(r.oof, dtype=float) for r in members]
     everything = np.arange(len(scorer.y))
     if kind == VOTING:
-        weights = voting_weights(preds, scorer, everything, selection, data.seed)
+        weights = voting_weights(preds, scorer, selection, data.seed)
         used = np.flatnonzero(weights)
         chosen = [members[i] for i in used]
         candidate = ensemble_candidate(kind, chosen, tuple(float(weights[i]) for i in used))

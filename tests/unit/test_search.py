@@ -197,30 +197,50 @@ def test_voting_weights_average_greedy_selection_over_random_halves_of_the_pool(
     """Five members with independent errors, from the best to the worst, and one with no
     signal: every bag's selection starts from its best member and adds only members that
     help, so the informative members share the weight and the noise gets none."""
-    cfg, _ = _space()
-    rng = np.random.default_rng(0)
-    n = 600
-    data = prepare(Dataset("t", rng.normal(size=(n, 3)), rng.integers(0, 2, n)), cfg.automl)
-    scorer = _Scorer(data, "AUC_weighted")
-
-    def proba(z):
-        p = 1 / (1 + np.exp(-z))
-        return np.column_stack([1 - p, p])
-
-    preds = [proba(scorer.y + rng.normal(scale=s, size=n)) for s in (1.0, 1.15, 1.3, 1.45, 1.6)]
-    preds.append(proba(rng.normal(size=n)))
+    scorer, rng = _binary_scorer(600)
+    n = len(scorer.y)
+    preds = [_proba(scorer.y + rng.normal(scale=s, size=n)) for s in (1.0, 1.15, 1.3, 1.45, 1.6)]
+    preds.append(_proba(rng.normal(size=n)))
     rows = np.arange(n)
-    bagged = voting_weights(preds, scorer, rows, Selection(20, 20), seed=0)
+    bagged = voting_weights(preds, scorer, Selection(20, 20), seed=0)
     assert bagged[-1] == 0
     assert (bagged[:-1] > 0.05).all(), bagged
     assert bagged.sum() == pytest.approx(1, abs=1e-3)
-    assert (voting_weights(preds, scorer, rows, Selection(20, 20), seed=0) == bagged).all()
-    assert (voting_weights(preds, scorer, rows, Selection(20, 20), seed=1) != bagged).any()
+    assert (voting_weights(preds, scorer, Selection(20, 20), seed=0) == bagged).all()
+    assert (voting_weights(preds, scorer, Selection(20, 20), seed=1) != bagged).any()
     # one bag: the whole pool's greedy selection, each member weighted by its share of picks
     counts = greedy_weights(preds, scorer, rows, 20)
-    once = voting_weights(preds, scorer, rows, Selection(20, 1), seed=0)
+    once = voting_weights(preds, scorer, Selection(20, 1), seed=0)
     np.testing.assert_allclose(once, counts / counts.sum(), atol=1e-4)
     assert once[-1] == 0
+
+
+def test_voting_weights_fall_back_to_one_selection_where_the_bags_score_below_the_best():
+    """One member far better than the rest: the bags without it (about half) spread their
+    weight over weak members, and that blend scores below the strong member alone. The
+    weights are then the whole pool's one selection, which keeps the strong member."""
+    scorer, rng = _binary_scorer(600)
+    n = len(scorer.y)
+    preds = [_proba(scorer.y + rng.normal(scale=s, size=n)) for s in (0.4, 3, 3, 3, 3, 3)]
+    weights = voting_weights(preds, scorer, Selection(20, 20), seed=0)
+    counts = greedy_weights(preds, scorer, np.arange(n), 20)
+    np.testing.assert_allclose(weights, counts / counts.sum(), atol=1e-4)
+    assert weights[0] > 0.8, weights
+    blend = sum(w * p for w, p in zip(weights, preds, strict=True)) / weights.sum()
+    assert scorer.fold_mean(blend) >= scorer.fold_mean(preds[0])
+
+
+def _binary_scorer(n: int) -> tuple:
+    """The scorer of a binary problem's 5-fold out-of-fold rows, and a generator."""
+    cfg, _ = _space()
+    rng = np.random.default_rng(0)
+    data = prepare(Dataset("t", rng.normal(size=(n, 3)), rng.integers(0, 2, n)), cfg.automl)
+    return _Scorer(data, "AUC_weighted"), rng
+
+
+def _proba(z: np.ndarray) -> np.ndarray:
+    p = 1 / (1 + np.exp(-z))
+    return np.column_stack([1 - p, p])
 
 
 def test_ensembles_match_their_members_and_refit_to_plain_sklearn():
