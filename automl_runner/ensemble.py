@@ -143,16 +143,13 @@ class _Scorer:
     def primary(self, pred: np.ndarray, idx: np.ndarray) -> float:
         return float(METRICS[self.metric].fn(self.fold(pred, idx)))
 
+    def fold_rows(self) -> list[np.ndarray]:
+        """Each fold's (or pseudo-fold's) rows."""
+        return [np.flatnonzero(self.groups == k) for k in np.unique(self.groups)]
+
     def fold_mean(self, pred: np.ndarray) -> float:
         """The mean over folds of the primary metric of predictions for all rows."""
-        return float(
-            np.mean(
-                [
-                    self.primary(pred[self.groups == k], np.flatnonzero(self.groups == k))
-                    for k in np.unique(self.groups)
-                ]
-            )
-        )
+        return float(np.mean([self.primary(pred[rows], rows) for rows in self.fold_rows()]))
 
     def cross_scored(
         self, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -160,9 +157,8 @@ class _Scorer:
         """Per-fold scores of fit_predict(train rows, test rows): the predictions for each
         fold's rows, from a model fitted on the other folds' rows (or from a fixed blend)."""
         scores: dict[str, list[float]] = {}
-        for k in np.unique(self.groups):
-            test = np.flatnonzero(self.groups == k)
-            train = np.flatnonzero(self.groups != k)
+        for test in self.fold_rows():
+            train = np.setdiff1d(np.arange(len(self.y)), test)
             pred = fit_predict(train, test)
             for name, value in score_fold(self.data.task, self.fold(pred, test)).items():
                 scores.setdefault(name, []).append(value)
@@ -190,10 +186,13 @@ def voting_weights(
     and adds only picks that improve the blend).
     """
     n, rows = len(preds), np.arange(len(scorer.y))
-    counts = greedy_weights(preds, scorer, rows, selection.rounds)
-    whole = np.round(counts / counts.sum(), 4)
+
+    def one_selection() -> np.ndarray:
+        counts = greedy_weights(preds, scorer, rows, selection.rounds)
+        return np.round(counts / counts.sum(), 4)
+
     if selection.bags == 1 or n <= 2:
-        return whole
+        return one_selection()
     rng = np.random.default_rng(seed)
     size = max(2, round(n / 2))
     shares = np.zeros(n)
@@ -209,7 +208,7 @@ def voting_weights(
             alone = score
     assert alone is not None
     if better(scorer.metric, alone, scorer.fold_mean(_blend(preds, bagged, rows))):
-        return whole
+        return one_selection()
     return bagged
 
 
