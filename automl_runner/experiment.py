@@ -11,6 +11,7 @@ exits at once. ``automl.resume`` continues an earlier parent run (resume.py).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -30,7 +31,14 @@ from . import resume as resuming
 from .compute import connect
 from .control import CANCEL, POLL_SECONDS, STOP, DriverChannel, Interrupts
 from .data import Dataset, experiment_name, load
-from .ensemble import EnsemblePlan, Selection, family_leaders, numbered, plan_ensembles
+from .ensemble import (
+    EnsemblePlan,
+    Selection,
+    family_leaders,
+    numbered,
+    plan_ensembles,
+    pool,
+)
 from .errors import ConfigError, UserError
 from .executor import RayExecutor, SerialExecutor
 from .metrics import better
@@ -224,13 +232,16 @@ def run_experiment(
 
     `tags` go onto the parent run (a sweep marks its jobs' runs with them).
     """
+    # experiment_timeout_minutes counts from here: loading the data and starting Ray are
+    # part of the experiment, as are the ensembles, the refit and logging the model
+    started = time.monotonic()
     validate(cfg)
     with _logging(cfg.automl):
-        return _prepare_and_run(cfg, list(overrides or []), serial, dict(tags or {}))
+        return _prepare_and_run(cfg, list(overrides or []), serial, dict(tags or {}), started)
 
 
 def _prepare_and_run(
-    cfg: DictConfig, overrides: list[str], serial: bool, tags: dict[str, str]
+    cfg: DictConfig, overrides: list[str], serial: bool, tags: dict[str, str], started: float
 ) -> ExperimentResult:
     automl = cfg.automl
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -246,7 +257,16 @@ def _prepare_and_run(
     if serial:
         tracker = _open_tracker(cfg, name)
         return _run(
-            cfg, overrides, tags, dataset, space, prepared, tracker, SerialExecutor(prepared), 1
+            cfg,
+            overrides,
+            tags,
+            dataset,
+            space,
+            prepared,
+            tracker,
+            SerialExecutor(prepared),
+            1,
+            started,
         )
     # the MLflow store opens (SQLite migrations, experiment lookup) while Ray starts;
     # with large data only once the data is in the object store: MLflow and its store
@@ -285,7 +305,16 @@ def _prepare_and_run(
             dataset.X, dataset.y, dataset.X_valid = prepared.X, prepared.y, prepared.X_valid
             tracker = pending_tracker.result() if pending_tracker else _open_tracker(cfg, name)
             return _run(
-                cfg, overrides, tags, dataset, space, prepared, tracker, executor, concurrency
+                cfg,
+                overrides,
+                tags,
+                dataset,
+                space,
+                prepared,
+                tracker,
+                executor,
+                concurrency,
+                started,
             )
 
 
@@ -351,10 +380,10 @@ def _run(
     tracker: Tracker,
     executor: Any,
     concurrency: int,
+    started: float,
 ) -> ExperimentResult:
     automl = cfg.automl
     metric = automl.primary_metric
-    started = time.monotonic()
     summary = dataset.summary(automl.task)
     if automl.resume:
         previous = _attach(tracker, cfg, overrides, summary)
@@ -420,10 +449,22 @@ def _run(
     ordered = deadline is None
     lag = tell_lag(concurrency)
     finished: dict[int, IterationResult] = {}
+    # the search ends this many seconds before the deadline, so that what follows it
+    # (ensembles, refit, logging the model) ends by the deadline too; re-estimated as
+    # results come in, and not kept before one completes (there would be nothing to refit)
+    reserve, reserve_at = 0.0, -math.inf
+
+    def search_deadline() -> float:
+        return math.inf if deadline is None else deadline - reserve
 
     def done_with(r: IterationResult) -> None:
         """Log a finished search iteration and feed it to the search."""
+        nonlocal reserve, reserve_at
         record(r)
+        # at most once a second: it ranks every result so far
+        if deadline is not None and (reserve == 0.0 or time.monotonic() - reserve_at >= 1.0):
+            reserve = finishing_seconds(result.results, prepared, automl, concurrency)
+            reserve_at = time.monotonic()
         if ordered:
             finished[r.iteration] = r
         else:
@@ -507,7 +548,7 @@ def _run(
                     and to_go() > 0
                     and not stopping
                     and stopper.reason is None
-                    and not (deadline is not None and time.monotonic() >= deadline)
+                    and time.monotonic() < search_deadline()
                 ):
                     if ordered:
                         need = max(0, len(stopper.launched) - lag + 1)
@@ -539,15 +580,15 @@ def _run(
                     break
                 wait_until = time.monotonic() + POLL_SECONDS
                 with interrupts.safe():
-                    done = executor.next_done(
-                        wait_until if deadline is None else min(deadline, wait_until)
-                    )
+                    done = executor.next_done(min(search_deadline(), wait_until))
                 if done is not None:
                     done_with(done)
-                elif deadline is not None and time.monotonic() >= deadline:
+                elif deadline is not None and time.monotonic() >= deadline - reserve:
                     # experiment_timeout_minutes: stop launching, cancel in flight
                     log.info(
-                        "experiment_timeout_minutes reached: cancelling %d running iteration(s)",
+                        "experiment_timeout_minutes: %.1f s left, kept for the ensembles, "
+                        "the refit and logging the model; cancelling %d running iteration(s)",
+                        max(0.0, deadline - time.monotonic()),
                         executor.in_flight,
                     )
                     for r in executor.cancel_all("experiment_timeout_minutes reached"):
@@ -702,6 +743,47 @@ class _Stopper:
 
 def _portfolio_size(automl: DictConfig, space: SearchSpace) -> int:
     return len(space.estimators) if automl.search == "tpe" else 0
+
+
+# what a time budget keeps for after the search, besides refitting: building the
+# ensembles (a task each, on out-of-fold predictions: 0.1-0.5 s of work plus the task's
+# start); starting new worker processes (cancelling the iterations in flight at the
+# deadline kills theirs); logging the model and the run's summary to MLflow
+ENSEMBLE_SECONDS = 2.0
+RESTART_SECONDS = 1.5
+LOG_SECONDS = 1.5
+
+
+def finishing_seconds(
+    results: list[IterationResult], data: PreparedData, automl: DictConfig, slots: int
+) -> float:
+    """Seconds the experiment needs after its search: the ensembles, the refit on all
+    training rows of what may end up best, and logging it. 0 before any iteration
+    completes.
+
+    An iteration's duration is its fits on the folds' training rows; one fit on all rows
+    takes about duration x rows / (rows fitted over all folds), 1/4 of it with 5-fold
+    CV. With ensembles on, the stacking ensemble refits every member of the pool
+    (`automl.ensemble_candidates` iterations), `slots` at a time; without, the best
+    iteration alone is refit.
+    """
+    metric = automl.primary_metric
+    done = [
+        r
+        for r in results
+        if r.status == COMPLETED and not r.candidate.members and r.mean(metric) is not None
+    ]
+    if not done:
+        return 0.0
+    members = [min(done, key=best_first(metric))]
+    if automl.enable_voting_ensemble or automl.enable_stack_ensemble:
+        members = pool(done, data, metric, automl.ensemble_candidates) or members
+    fitted = sum(len(train) for train, _ in data.splits)
+    share = len(data.y) / fitted if fitted else 1.0
+    refits = [r.duration * share for r in members]
+    refit = max(sum(refits) / max(1, slots), max(refits))
+    ensembles = ENSEMBLE_SECONDS if len(members) > 1 else 0.0
+    return refit + ensembles + RESTART_SECONDS + LOG_SECONDS
 
 
 def tell_lag(concurrency: int) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BROKEN, INFINITE, NO_ENSEMBLES, SLEEPY, mlflow_runs
+from conftest import BROKEN, INFINITE, NO_ENSEMBLES, SLEEPY, SLOW, mlflow_runs
 from mlflow import MlflowClient
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 
@@ -173,6 +173,38 @@ def test_experiment_timeout_cancels_in_flight_and_still_refits(ray_local, store)
     assert parents[0].data.metrics["iterations_cancelled"] >= 1
     assert len(children) == len(statuses)
     assert result.best.candidate.family == "DecisionTree" and result.model_uri
+
+
+def test_experiment_timeout_bounds_the_whole_experiment_ensembles_and_refit_included(
+    ray_local, store
+):
+    """The search ends early enough for the ensembles, the refit of what they hold and
+    the model's logging to end by the deadline; before, they came after it (4-5 s)."""
+    budget = 15.0
+    start = time.monotonic()
+    result = automl_runner.run(
+        [
+            # 0.6 s a fit: 3 s an iteration, a refit of the stacking ensemble ~1 s
+            SLOW.replace("task: classification", "task: classification, fixed: {seconds: 0.6}"),
+            "automl.allowed_models=[Slow,LogisticRegression,DecisionTree]",
+            "automl.iterations=1000",
+            "automl.enable_early_stopping=false",
+            f"automl.experiment_timeout_minutes={budget / 60}",
+            *store,
+        ]
+    )
+    elapsed = time.monotonic() - start
+    assert elapsed < budget + 0.5, elapsed
+    kinds = [r.candidate.family for r in result.results if r.candidate.members]
+    assert "StackEnsemble" in kinds
+    # the stacking ensemble holds the best of each family, a slow one too: its refit
+    # was kept time for
+    slow = [r for r in result.results if r.candidate.family == "Slow"]
+    assert slow and slow[0].status == "COMPLETED"
+    assert result.model_uri
+    parents, _ = mlflow_runs(result.tracking_uri, result.experiment_id)
+    run = parents[0].info
+    assert (run.end_time - run.start_time) / 1000 < budget
 
 
 def test_all_iterations_failing_is_one_clear_error_and_a_failed_parent(ray_local, store):

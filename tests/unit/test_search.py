@@ -23,7 +23,14 @@ from automl_runner.ensemble import (
     stack_features,
     voting_weights,
 )
-from automl_runner.experiment import ExperimentResult, _keep_best_predictions, prepare
+from automl_runner.experiment import (
+    LOG_SECONDS,
+    RESTART_SECONDS,
+    ExperimentResult,
+    _keep_best_predictions,
+    finishing_seconds,
+    prepare,
+)
 from automl_runner.search import RandomSearch, TPESearch
 from automl_runner.space import SearchSpace
 from automl_runner.worker import COMPLETED, IterationResult, refit, run_iteration
@@ -359,3 +366,41 @@ def test_the_ensemble_pool_holds_the_best_of_each_family_then_the_best_of_the_re
     _keep_best_predictions(result, keep=2)
     kept = sorted(r.mean("r2_score") for r in results if r.oof is not None)
     assert kept == [0.5, 0.7, 0.87, 0.88, 0.89, 0.9]
+
+
+def test_a_time_budget_keeps_the_refit_of_the_ensembles_members_for_after_the_search():
+    """finishing_seconds: what the search leaves of experiment_timeout_minutes."""
+    cfg, space = _space("automl=regression", "automl.ensemble_candidates=3")
+    X, y = make_friedman1(100, random_state=0)
+    data = prepare(Dataset("t", X, y), cfg.automl)  # 5-fold CV: a refit is 1/4 of them
+    assert finishing_seconds([], data, cfg.automl, slots=2) == 0.0
+    results = _scored(space, {"RandomForest": [0.9, 0.8], "KNN": [0.5], "ElasticNet": [0.7]})
+    for r, seconds in zip(results, [16.0, 400.0, 12.0, 8.0], strict=True):
+        r.duration = seconds
+    fixed = RESTART_SECONDS + LOG_SECONDS
+    # the pool of 3: the best forest and each family's leader, 2 refits at a time; the
+    # 400 s forest is not in it
+    ensembles = finishing_seconds(results, data, cfg.automl, slots=2)
+    assert ensembles == pytest.approx((16 + 12 + 8) / 4 / 2 + 2.0 + fixed)
+    # one slot: one after the other; the slowest member alone bounds it from below
+    assert finishing_seconds(results, data, cfg.automl, slots=1) == pytest.approx(
+        (16 + 12 + 8) / 4 + 2.0 + fixed
+    )
+    assert finishing_seconds(results, data, cfg.automl, slots=8) == pytest.approx(
+        16 / 4 + 2.0 + fixed
+    )
+    # without ensembles only the best is refit; failed iterations count for nothing
+    off = automl_runner.compose(
+        ["automl=regression", "automl.enable_voting_ensemble=false",
+         "automl.enable_stack_ensemble=false"]
+    ).automl  # fmt: skip
+    failed = IterationResult(9, results[0].candidate, "FAILED", duration=1000.0)
+    assert finishing_seconds(results + [failed], data, off, slots=2) == pytest.approx(
+        16 / 4 + fixed
+    )
+    # a 25% holdout: the refit is the one fit on 3/4 of the rows, scaled to all of them
+    holdout, _ = _space(
+        "automl=regression", "automl.n_cross_validations=null", "automl.validation_size=0.25"
+    )
+    held = prepare(Dataset("t", X, y), holdout.automl)
+    assert finishing_seconds(results, held, off, slots=2) == pytest.approx(16 / 0.75 + fixed)
