@@ -537,7 +537,12 @@ def _run(
 
     status = "FAILED"
     try:
-        channel.start(automl.iterations, automl.experiment_timeout_minutes, previous.elapsed)
+        # what the budget counts before this point: earlier drivers', and this one's setup
+        channel.start(
+            automl.iterations,
+            automl.experiment_timeout_minutes,
+            previous.elapsed + time.monotonic() - started,
+        )
         with interrupts.installed():
             search_start = time.monotonic()
             while True:
