@@ -182,6 +182,9 @@ class ComponentSpec:
     # rough cost of the default configuration relative to a linear model; the portfolio
     # tries cheap families first (measured durations take over once known)
     cost: float = 1.0
+    # the model is the same whatever monotonic per-feature scaling comes before it (trees):
+    # the TPE search keeps the default preprocessor for it instead of searching one
+    scale_invariant: bool = False
 
 
 @dataclass

@@ -186,10 +186,15 @@ class TPESearch:
         return ranked[int(self.rng.choice(len(ranked), p=weights / weights.sum()))]
 
     def _suggest(self, trial: Any, est: Component) -> Candidate:
-        pres = self.space.preprocessors
-        pre_index = trial.suggest_categorical("preprocessor", list(range(len(pres))))
-        pre = pres[pre_index]
-        pre_params = _suggest_params(trial, f"{pre.key}.", pre.params)
+        if est.scale_invariant:
+            # per-feature scalers change nothing for it: trials spent on them would refit
+            # one model under other names, and row-wise ones (Normalizer) only fit the
+            # folds' noise (on hmda: best CV, worst test)
+            pre, pre_params = self.default_pre, {}
+        else:
+            pres = self.space.preprocessors
+            pre = pres[trial.suggest_categorical("preprocessor", list(range(len(pres))))]
+            pre_params = _suggest_params(trial, f"{pre.key}.", pre.params)
         est_params = _suggest_params(trial, "", est.params)
         return self.space.candidate(pre, est, pre_params, est_params, "tpe")
 
@@ -225,7 +230,7 @@ class TPESearch:
         params: dict[str, Any] = {}
         dists: dict[str, Any] = {}
         pres = [p.key for p in self.space.preprocessors]
-        if candidate.preprocessor in pres:
+        if candidate.preprocessor in pres and not family.component.scale_invariant:
             params["preprocessor"] = pres.index(candidate.preprocessor)
             dists["preprocessor"] = optuna.distributions.CategoricalDistribution(
                 list(range(len(pres)))

@@ -33,6 +33,7 @@ class Component:
     params: dict[str, dict[str, Any]]
     cost: float = 1.0
     encode_labels: bool = False
+    scale_invariant: bool = False
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         out = {}
@@ -171,6 +172,7 @@ class SearchSpace:
                         params=spec["params"],
                         cost=float(spec.get("cost", 1.0)),
                         encode_labels=bool(spec.get("encode_labels", False)),
+                        scale_invariant=bool(spec.get("scale_invariant", False)),
                     )
                 )
             return out

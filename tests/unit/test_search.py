@@ -109,6 +109,26 @@ def test_tpe_learns_within_a_family():
     assert np.mean(np.abs(np.array(late) + 2)) < np.mean(np.abs(np.array(early) + 2))
 
 
+def test_tpe_searches_no_scaler_for_trees_and_every_scaler_for_the_rest():
+    """A per-feature scaler before a tree changes nothing: TPE keeps the default one for
+    tree families (no trial refits one model under another scaler's name) and searches
+    the scalers for the others."""
+    _, space = _space("automl.allowed_models=[RandomForest,LogisticRegression]")
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    search.ask(2)
+    for _ in range(40):
+        (c,) = search.ask(1)
+        search.tell(IterationResult(0, c, COMPLETED, {"AUC_weighted": [0.9]}, duration=0.1))
+    asked = search.ask(40)
+    pres = {
+        family: {c.preprocessor for c in asked if c.family == family}
+        for family in ("RandomForest", "LogisticRegression")
+    }
+    assert pres["RandomForest"] == {"standard_scaler"}
+    assert len(pres["LogisticRegression"]) >= 3
+    assert {e.name for e in space.estimators if e.scale_invariant} == {"RandomForest"}
+
+
 def test_random_search_is_seeded_and_has_no_portfolio():
     _, space = _space()
     a = [c.key() for c in RandomSearch(space, seed=2).ask(20)]
@@ -184,7 +204,7 @@ def test_ensembles_score_near_chance_on_pure_noise_labels():
     )
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(1000, 8)), rng.integers(0, 2, 1000)
-    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    search = TPESearch(space, seed=1, metric="AUC_weighted")
     data = prepare(Dataset("t", X, y), cfg.automl)
     results = [run_iteration(i, c, data) for i, c in enumerate(search.ask(12))]
     out = ensemble_iterations(
