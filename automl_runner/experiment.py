@@ -588,7 +588,7 @@ def _run(
                     done = executor.next_done(min(search_deadline(), wait_until))
                 if done is not None:
                     done_with(done)
-                elif deadline is not None and time.monotonic() >= deadline - reserve:
+                elif deadline is not None and time.monotonic() >= search_deadline():
                     # experiment_timeout_minutes: stop launching, cancel in flight
                     log.info(
                         "experiment_timeout_minutes: %.1f s left, kept for the ensembles, "
