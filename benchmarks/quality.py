@@ -177,6 +177,30 @@ def read_split(path: str, target: str) -> tuple[Any, Any]:
     return normalise(frame), y
 
 
+def save_output(path: Path, output: Any, classes: Any) -> None:
+    """A final model's test output (class scores or predictions) and its classes, for the
+    report's bootstrap intervals; classes as strings, as test_labels gives the labels."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = np.asarray([] if classes is None else [str(c) for c in classes])
+    np.savez(path, output=np.asarray(output, dtype=float), classes=labels)
+
+
+def test_labels(name: str) -> Any:
+    """The test rows' target of a set (as strings for classification), split as write_split
+    splits it."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    X, y, task, _ = load_set(name)
+    _, _, _, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y if task == "classification" else None
+    )
+    y_test = np.asarray(y_test)
+    return y_test.astype(float) if task == "regression" else np.asarray([str(v) for v in y_test])
+
+
 def test_score(task: str, y_true: Any, output: Any, classes: Any) -> float:
     """R^2, or ROC AUC over one-vs-rest labels weighted by class size (plain AUC for 2)."""
     import numpy as np
@@ -203,6 +227,9 @@ def job_main(spec_path: str) -> None:
             out.update(_flaml(spec, X_test, y_test))
         else:
             out.update(_runner(spec, X_test, y_test))
+        output, classes = out.pop("test_output")
+        if spec.get("predictions"):
+            save_output(Path(spec["predictions"]), output, classes)
         out["status"] = "ok"
     except BaseException as ex:  # the row says what went wrong
         traceback.print_exc()
@@ -264,6 +291,7 @@ def _runner(spec: dict[str, Any], X_test: Any, y_test: Any) -> dict[str, Any]:
     ensembles = sum(_is_ensemble(r.candidate) for r in completed)
     return {
         "test_score": test_score(spec["task"], y_test, output, classes),
+        "test_output": (output, classes),
         "cv_score": result.best_score,
         "configs": len(completed) - ensembles,
         "ensembles": ensembles,
@@ -321,6 +349,7 @@ def _flaml(spec: dict[str, Any], X_test: Any, y_test: Any) -> dict[str, Any]:
     configs = sum(tried.values()) if tried else len(automl.config_history)
     return {
         "test_score": test_score(spec["task"], y_test, output, classes),
+        "test_output": (output, classes),
         # every metric used here is minimised by FLAML as 1 - score
         "cv_score": 1.0 - automl.best_loss,
         "configs": configs,
@@ -494,6 +523,7 @@ def report(
     budgets: list[int],
     seeds: list[int],
     systems: list[str],
+    outputs: Path | None = None,
 ) -> None:
     table = medians(rows, seeds)
     print()
@@ -522,6 +552,91 @@ def report(
     print("issue 5 targets, from the medians above:")
     for line in targets(table, sets):
         print("  " + line)
+    if outputs is not None and outputs.exists():
+        print()
+        print(
+            f"runner - other, test score, medians over seeds, with a 95% interval over "
+            f"{RESAMPLES} bootstrap resamples of the test rows (the same rows for both "
+            f"systems; the test split's own noise):"
+        )
+        for line in intervals(rows, sets, budgets, seeds, systems, outputs):
+            print("  " + line)
+
+
+def outputs_dir(out: Path) -> Path:
+    """Where the final models' test outputs of the CSV `out` are kept."""
+    return out.with_name(out.stem + "-outputs")
+
+
+def output_name(name: str, budget: int, seed: int, system: str) -> str:
+    return f"{name}-{budget}-{seed}-{system}.npz"
+
+
+RESAMPLES = 1000
+
+
+def intervals(
+    rows: list[dict[str, Any]],
+    sets: list[str],
+    budgets: list[int],
+    seeds: list[int],
+    systems: list[str],
+    outputs: Path,
+) -> list[str]:
+    """Per set and budget, runner's median test score over seeds minus each other system's,
+    and its 2.5 and 97.5 percentiles over bootstrap resamples of the test rows.
+
+    Every system's seeds are scored on the same resampled rows, so the interval shows how
+    much of a gap the test split alone (its size, its draw) could make; the seeds' spread
+    is in the medians. Sets where some seed's output is missing are left out.
+    """
+    import numpy as np
+
+    if "runner" not in systems:
+        return []
+    ok = {key(r) for r in rows if r["status"] == "ok"}
+
+    def runs(name: str, budget: int, system: str) -> list[Any] | None:
+        files = [outputs / output_name(name, budget, seed, system) for seed in seeds]
+        if all(
+            (name, budget, seed, system) in ok and f.exists()
+            for seed, f in zip(seeds, files, strict=True)
+        ):
+            return [np.load(f) for f in files]
+        return None
+
+    lines = []
+    for budget in budgets:
+        for other in [s for s in systems if s != "runner"]:
+            for name in sets:
+                ours, theirs = runs(name, budget, "runner"), runs(name, budget, other)
+                if ours is None or theirs is None:
+                    continue
+                task, y = SETS[name][3], test_labels(name)
+                rng = np.random.default_rng(0)
+                whole = _median_gap(task, y, ours, theirs, np.arange(len(y)))
+                draws: list[float] = []
+                while len(draws) < RESAMPLES:
+                    idx = rng.integers(0, len(y), len(y))
+                    with contextlib.suppress(ValueError):  # a resample without some class
+                        draws.append(_median_gap(task, y, ours, theirs, idx))
+                low, high = np.percentile(draws, [2.5, 97.5])
+                lines.append(
+                    f"{budget:>4} s vs {other:<7} {name:<11} {whole:+.4f}  "
+                    f"[{low:+.4f}, {high:+.4f}]"
+                )
+    return lines
+
+
+def _median_gap(task: str, y: Any, ours: list[Any], theirs: list[Any], idx: Any) -> float:
+    """Median over seeds of the test score on rows `idx`, first system minus second."""
+    medians = [
+        statistics.median(
+            test_score(task, y[idx], run["output"][idx], run["classes"]) for run in system
+        )
+        for system in (ours, theirs)
+    ]
+    return medians[0] - medians[1]
 
 
 def _test(table: dict, name: str, budget: int, system: str) -> float | None:
@@ -624,10 +739,14 @@ def main() -> None:
     )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    outputs = outputs_dir(args.out)
     if not args.resume and args.out.exists():
         previous = args.out.with_name(args.out.name + ".prev")
         args.out.replace(previous)
         print(f"moved the previous {args.out} to {previous} (use --resume to continue it)")
+        if outputs.exists():
+            shutil.rmtree(outputs.with_name(outputs.name + ".prev"), ignore_errors=True)
+            outputs.replace(outputs.with_name(outputs.name + ".prev"))
     done = {key(r) for r in read_rows(args.out) if r["status"] == "ok"}
     jobs = [
         (budget, seed, name, system)
@@ -653,6 +772,7 @@ def main() -> None:
             "budget": budget,
             "seed": seed,
             "cpus": args.cpus,
+            "predictions": str(outputs / output_name(name, budget, seed, system)),
         }
         out = launch(spec, work / f"{name}-{budget}-{seed}-{system}")
         row = {
@@ -684,7 +804,7 @@ def main() -> None:
         print(f"{failures} measurement(s) failed; job logs are under {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    report(read_rows(args.out), sets, args.budgets, args.seeds, systems)
+    report(read_rows(args.out), sets, args.budgets, args.seeds, systems, outputs)
 
 
 if __name__ == "__main__":
