@@ -453,17 +453,27 @@ def _run(
     # (ensembles, refit, logging the model) ends by the deadline too; re-estimated as
     # results come in, and not kept before one completes (there would be nothing to refit)
     reserve, reserve_at = 0.0, -math.inf
+    # the longest wait, launch to result, beyond the compute of the first iterations: a
+    # cold worker's start (process, imports, data); cancelling at the deadline makes the
+    # ensembles and the refit wait for new workers just as long
+    cold_start, cold_seen = RESTART_SECONDS, 0
 
     def search_deadline() -> float:
         return math.inf if deadline is None else deadline - reserve
 
     def done_with(r: IterationResult) -> None:
         """Log a finished search iteration and feed it to the search."""
-        nonlocal reserve, reserve_at
+        nonlocal reserve, reserve_at, cold_start, cold_seen
         record(r)
+        if r.status == COMPLETED and r.iteration in launched_at and cold_seen < concurrency:
+            cold_seen += 1
+            waited = time.time() - launched_at[r.iteration] - r.duration
+            cold_start = max(cold_start, waited)
         # at most once a second: it ranks every result so far
         if deadline is not None and (reserve == 0.0 or time.monotonic() - reserve_at >= 1.0):
-            reserve = finishing_seconds(result.results, prepared, automl, concurrency)
+            reserve = finishing_seconds(
+                result.results, prepared, automl, concurrency, restart=cold_start
+            )
             reserve_at = time.monotonic()
         if ordered:
             finished[r.iteration] = r
@@ -760,7 +770,11 @@ LOG_SECONDS = 1.5
 
 
 def finishing_seconds(
-    results: list[IterationResult], data: PreparedData, automl: DictConfig, slots: int
+    results: list[IterationResult],
+    data: PreparedData,
+    automl: DictConfig,
+    slots: int,
+    restart: float = RESTART_SECONDS,
 ) -> float:
     """Seconds the experiment needs after its search: the ensembles, the refit on all
     training rows of what may end up best, and logging it. 0 before any iteration
@@ -770,7 +784,8 @@ def finishing_seconds(
     takes about duration x rows / (rows fitted over all folds), 1/4 of it with 5-fold
     CV. With ensembles on, the stacking ensemble refits every member of the pool
     (`automl.ensemble_candidates` iterations), `slots` at a time; without, the best
-    iteration alone is refit.
+    iteration alone is refit. `restart`: seconds new workers take to start (the run's
+    measured cold start; RESTART_SECONDS at least).
     """
     metric = automl.primary_metric
     done = [
@@ -788,7 +803,7 @@ def finishing_seconds(
     refits = [r.duration * share for r in members]
     refit = max(sum(refits) / max(1, slots), max(refits))
     ensembles = ENSEMBLE_SECONDS if len(members) > 1 else 0.0
-    return refit + ensembles + RESTART_SECONDS + LOG_SECONDS
+    return refit + ensembles + max(restart, RESTART_SECONDS) + LOG_SECONDS
 
 
 def tell_lag(concurrency: int) -> int:

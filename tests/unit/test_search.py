@@ -409,6 +409,11 @@ def test_a_time_budget_keeps_the_refit_of_the_ensembles_members_for_after_the_se
     assert finishing_seconds(results, data, cfg.automl, slots=8) == pytest.approx(
         16 / 4 + 2.0 + fixed
     )
+    # the run's measured cold start of a worker replaces RESTART_SECONDS when longer
+    slow_start = finishing_seconds(results, data, cfg.automl, slots=8, restart=5.0)
+    assert slow_start == pytest.approx(16 / 4 + 2.0 + 5.0 + LOG_SECONDS)
+    quick_start = finishing_seconds(results, data, cfg.automl, slots=8, restart=0.1)
+    assert quick_start == pytest.approx(16 / 4 + 2.0 + fixed)
     # without ensembles only the best is refit; failed iterations count for nothing
     off = automl_runner.compose(
         ["automl=regression", "automl.enable_voting_ensemble=false",
