@@ -138,19 +138,19 @@ def normalise(X: Any) -> Any:
     return X
 
 
-def write_split(name: str, folder: Path) -> dict[str, Any]:
-    """Hold out 25% per the protocol; write train and test rows as Parquet."""
+def protocol_split(X: Any, y: Any, task: str) -> list[Any]:
+    """X_train, X_test, y_train, y_test: 25% held out, stratified for classification."""
     from sklearn.model_selection import train_test_split
 
+    stratify = y if task == "classification" else None
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=stratify)
+
+
+def write_split(name: str, folder: Path) -> dict[str, Any]:
+    """Hold out 25% per the protocol; write train and test rows as Parquet."""
+
     X, y, task, target = load_set(name)
-    X = normalise(X)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X,
-        y,
-        test_size=0.25,
-        random_state=0,
-        stratify=y if task == "classification" else None,
-    )
+    X_train, X_test, y_train, y_test = protocol_split(normalise(X), y, task)
     paths = {}
     for part, features, labels in (("train", X_train, y_train), ("test", X_test, y_test)):
         frame = features.reset_index(drop=True)
@@ -191,13 +191,9 @@ def test_labels(name: str) -> Any:
     """The test rows' target of a set (as strings for classification), split as write_split
     splits it."""
     import numpy as np
-    from sklearn.model_selection import train_test_split
 
     X, y, task, _ = load_set(name)
-    _, _, _, y_test = train_test_split(
-        X, y, test_size=0.25, random_state=0, stratify=y if task == "classification" else None
-    )
-    y_test = np.asarray(y_test)
+    y_test = np.asarray(protocol_split(X, y, task)[3])
     return y_test.astype(float) if task == "regression" else np.asarray([str(v) for v in y_test])
 
 
