@@ -456,7 +456,7 @@ def _run(
     # the longest wait, launch to result, beyond the compute of the first iterations: a
     # cold worker's start (process, imports, data); cancelling at the deadline makes the
     # ensembles and the refit wait for new workers just as long
-    cold_start, cold_seen = RESTART_SECONDS, 0
+    cold_start, cold_seen = 0.0, 0
 
     def search_deadline() -> float:
         return math.inf if deadline is None else deadline - reserve
