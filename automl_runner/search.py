@@ -8,8 +8,8 @@ the same candidates whatever the timing (see experiment.py).
 Two strategies (``automl.search``):
 
 - ``tpe``: a portfolio first (every family at its strong default, cheapest families
-  first), then, per ask, a family chosen by rank of its best score and by its measured
-  cost, and that family's hyperparameters and preprocessor from its own Optuna TPE study
+  first), then, per ask, a family chosen by rank of its best score (plus a bonus for
+  the tuning it has not had yet) and by its measured cost, and that family's hyperparameters and preprocessor from its own Optuna TPE study
   (constant liar, so several asks at once do not propose the same point).
 - ``random``: plain random sampling of family, preprocessor and hyperparameters; the
   baseline the benchmarks compare against.
@@ -87,6 +87,7 @@ class _Family:
     component: Component
     study: Any
     best: float = -math.inf  # in "higher is better" units
+    first: float | None = None  # its first completed score (the portfolio's default)
     completed: int = 0
     failed: int = 0
     seconds: list[float] = field(default_factory=list)
@@ -175,7 +176,7 @@ class TPESearch:
         alive = [
             f for f in self.families.values() if f.completed or f.failed < self.MAX_FAILURES
         ] or list(self.families.values())
-        ranked = sorted(alive, key=lambda f: (-f.best, f.component.key))
+        ranked = sorted(alive, key=lambda f: (-self._optimistic(f), f.component.key))
         cheapest = min(f.cost() for f in ranked)
         weights = np.array(
             [
@@ -184,6 +185,25 @@ class TPESearch:
             ]
         )
         return ranked[int(self.rng.choice(len(ranked), p=weights / weights.sum()))]
+
+    def _optimistic(self, family: _Family) -> float:
+        """A family's best score plus what tuning might still add to it.
+
+        Ranking on the best score alone ranks a family by its default, and a family whose
+        default is a poor fit (extra trees' sqrt features on a narrow table, on
+        mlc_churn: CV 0.910 at its default, 0.917 at half the features, test 0.920 ->
+        0.935) is never tuned. The bonus is the largest gain over its default that tuning
+        has shown on this data set so far (0 before any), shrinking as 1/sqrt(completed
+        iterations of the family): untuned families within that gain of the leader are
+        tried; far-behind ones, or every one on a saturated set, are not.
+        """
+        if family.completed == 0:
+            return family.best
+        gain = max(
+            (f.best - f.first for f in self.families.values() if f.first is not None),
+            default=0.0,
+        )
+        return family.best + gain / math.sqrt(family.completed)
 
     def _suggest(self, trial: Any, est: Component) -> Candidate:
         if est.scale_invariant:
@@ -211,6 +231,8 @@ class TPESearch:
         else:
             family.completed += 1
             family.best = max(family.best, self.sign * score)
+            if family.first is None:
+                family.first = self.sign * score
         if result.duration > 0:
             family.seconds.append(result.duration)
         pending = self.trials.get(candidate.key())

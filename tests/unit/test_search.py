@@ -95,6 +95,32 @@ def test_tpe_prefers_the_cheaper_of_two_equal_families():
     assert asked["ExtremeRandomTrees"] > asked["RandomForest"]
 
 
+@pytest.mark.parametrize("tuning_gain", [0.03, 0.0])
+def test_tpe_tunes_a_family_whose_default_is_within_the_tuning_gain_of_the_leader(tuning_gain):
+    """Gradient boosting went from its default to 0.93 by tuning; extra trees' default is
+    0.915. When tuning has shown a gain of 0.03, extra trees may well pass 0.93 and get
+    most asks; when it has shown none, the leader keeps them. The two take most asks
+    either way."""
+    _, space = _space()
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    search.ask(len(space.estimators))
+    scores = {"GradientBoosting": 0.93 - tuning_gain, "ExtremeRandomTrees": 0.915}
+    for r in _told(space, scores):
+        search.tell(r)
+    rng = np.random.default_rng(0)
+    gb = next(e for e in space.estimators if e.name == "GradientBoosting")
+    for k in range(8):
+        c = space.candidate(space.preprocessors[0], gb, {}, gb.sample(rng), "test")
+        score = 0.93 if k == 7 else 0.93 - tuning_gain
+        search.tell(IterationResult(20 + k, c, COMPLETED, {"AUC_weighted": [score]}, duration=1.0))
+    asked = Counter(c.family for c in search.ask(100))
+    if tuning_gain:
+        assert asked["ExtremeRandomTrees"] > asked["GradientBoosting"]
+    else:
+        assert asked["GradientBoosting"] > asked["ExtremeRandomTrees"]
+    assert asked["ExtremeRandomTrees"] + asked["GradientBoosting"] > 60
+
+
 def test_tpe_learns_within_a_family():
     """Told that small C is good, TPE asks smaller C than it would at random."""
     _, space = _space("automl.allowed_models=[LogisticRegression]")
