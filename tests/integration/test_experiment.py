@@ -150,36 +150,11 @@ def test_failing_and_hanging_iterations_do_not_stop_the_experiment(ray_local, st
     assert result.model_uri
 
 
-def test_experiment_timeout_cancels_in_flight_and_still_refits(ray_local, store):
-    start = time.monotonic()
-    result = automl_runner.run(
-        [
-            SLEEPY,
-            "automl.allowed_models=[Sleepy,DecisionTree]",
-            "automl.iterations=50",
-            "automl.experiment_timeout_minutes=0.2",
-            "automl.iteration_timeout_minutes=5",
-            *NO_ENSEMBLES,
-            *store,
-        ]
-    )
-    elapsed = time.monotonic() - start
-    assert elapsed < 12 + 40  # 12 s budget, plus Ray workers, refit and model logging
-    statuses = [r.status for r in result.results]
-    assert "CANCELLED" in statuses and "COMPLETED" in statuses
-    assert len(statuses) < 50
-    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
-    assert parents[0].info.status == "FINISHED"
-    assert parents[0].data.metrics["iterations_cancelled"] >= 1
-    assert len(children) == len(statuses)
-    assert result.best.candidate.family == "DecisionTree" and result.model_uri
-
-
-def test_experiment_timeout_bounds_the_whole_experiment_ensembles_and_refit_included(
-    ray_local, store
-):
-    """The search ends early enough for the ensembles, the refit of what they hold and
-    the model's logging to end by the deadline; before, they came after it (4-5 s)."""
+def test_experiment_timeout_cancels_in_flight_and_bounds_the_whole_experiment(ray_local, store):
+    """At the deadline the iterations in flight are cancelled (two slots, a 3 s family:
+    some always are), and the search ends early enough for the ensembles, the refit of
+    what they hold and the model's logging to end by the deadline; before, they came
+    after it (4-5 s)."""
     budget = 20.0
     start = time.monotonic()
     result = automl_runner.run(
@@ -197,6 +172,12 @@ def test_experiment_timeout_bounds_the_whole_experiment_ensembles_and_refit_incl
     )
     elapsed = time.monotonic() - start
     assert elapsed < budget + 0.5, elapsed
+    statuses = [r.status for r in result.results]
+    assert "CANCELLED" in statuses and "COMPLETED" in statuses
+    parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["iterations_cancelled"] >= 1
+    assert len(children) == len(statuses)
     kinds = [r.candidate.family for r in result.results if r.candidate.members]
     assert "StackEnsemble" in kinds
     # the stacking ensemble holds the best of each family, a slow one too: its refit
@@ -204,7 +185,6 @@ def test_experiment_timeout_bounds_the_whole_experiment_ensembles_and_refit_incl
     slow = [r for r in result.results if r.candidate.family == "Slow"]
     assert slow and slow[0].status == "COMPLETED"
     assert result.model_uri
-    parents, _ = mlflow_runs(result.tracking_uri, result.experiment_id)
     run = parents[0].info
     assert (run.end_time - run.start_time) / 1000 < budget
 
@@ -373,14 +353,14 @@ def _board(result):
 
 def test_same_seed_same_leaderboard_with_concurrent_iterations(ray_local, store):
     """Portfolio, TPE asks, ensembles and best model repeat exactly, 2 iterations at a time."""
-    args = ["data=wine", "automl.iterations=12", "automl.seed=5", CHEAP, *store]
+    args = ["data=wine", "automl.iterations=8", "automl.seed=5", CHEAP, *store]
     a, b = (automl_runner.run([*args, "automl.max_concurrent_iterations=2"]) for _ in range(2))
     assert _board(a) == _board(b)
     assert {r.candidate.origin for r in a.results} >= {"portfolio", "tpe", "ensemble"}
     assert a.best.iteration == b.best.iteration
     X = load_wine(as_frame=True).data[:20]
     np.testing.assert_array_equal(a.model.predict_proba(X), b.model.predict_proba(X))
-    other = automl_runner.run(["data=wine", "automl.iterations=12", "automl.seed=6", CHEAP, *store])
+    other = automl_runner.run(["data=wine", "automl.iterations=8", "automl.seed=6", CHEAP, *store])
     assert [k for _, k, _, _ in _board(other)] != [k for _, k, _, _ in _board(a)]
 
 

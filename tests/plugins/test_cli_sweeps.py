@@ -25,28 +25,7 @@ def experiment_runs(tmp_path: Path, name: str):
 
 
 @pytest.mark.slow
-def test_sweep_of_two_data_sets_runs_each_job_as_a_ray_task(tmp_path: Path) -> None:
-    out = runner(
-        ["-m", "data=iris,wine", "automl.iterations=2", *NO_ENSEMBLES, "hydra/launcher=ray"],
-        tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Ray launcher is launching 2 jobs on 127.0.0.1:" in out.stdout + out.stderr
-    for name in ("automl-iris", "automl-wine"):
-        parents, children = experiment_runs(tmp_path, name)
-        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-        assert len(children) == 2
-        assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
-    # Hydra's per-job output dirs and logs, as its own launchers leave them
-    job_dirs = sorted(
-        p.parent for p in (tmp_path / "outputs" / "multirun").rglob("automl-runner.log")
-    )
-    assert [d.name for d in job_dirs] == ["0", "1"]
-    assert all((d / ".hydra" / "overrides.yaml").exists() for d in job_dirs)
-
-
-@pytest.mark.slow
-def test_four_parallel_jobs_share_one_fresh_sqlite_store_and_print_a_sweep_summary(
+def test_four_parallel_jobs_run_as_ray_tasks_share_one_fresh_sqlite_store_and_print_a_sweep_summary(
     tmp_path: Path,
 ) -> None:
     # the sweep: 2 data sets x 2 metrics; two jobs per experiment name open the
@@ -66,13 +45,24 @@ def test_four_parallel_jobs_share_one_fresh_sqlite_store_and_print_a_sweep_summa
         tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "Ray launcher is launching 4 jobs on 127.0.0.1:" in out.stdout + out.stderr
     assert "database is locked" not in out.stdout + out.stderr
     parents = []
     for name in ("digits", "wine"):
         found, children = experiment_runs(tmp_path, f"automl-{name}")
         assert len(found) == 2 and all(p.info.status == "FINISHED" for p in found), name
         assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children), name
+        # each job's 2 iterations are children of its own parent run
+        for parent in found:
+            mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+            assert len(mine) == 2, name
         parents += found
+    # Hydra's per-job output dirs and logs, as its own launchers leave them
+    job_dirs = sorted(
+        p.parent for p in (tmp_path / "outputs" / "multirun").rglob("automl-runner.log")
+    )
+    assert [d.name for d in job_dirs] == ["0", "1", "2", "3"]
+    assert all((d / ".hydra" / "overrides.yaml").exists() for d in job_dirs)
     assert sorted(p.data.tags["automl.primary_metric"] for p in parents) == [
         "AUC_weighted",
         "AUC_weighted",

@@ -19,10 +19,13 @@ from system.test_cli import cli
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    """A running head node with one CPU, as a user starts it."""
+def two_nodes():
+    """A head and one worker node, one CPU each, as a user starts them: a second node must
+    be used to run 2 at once. One cluster for the module; the test that kills the worker
+    node comes last in the file."""
     cluster = LoopbackCluster(head_cpus=1)
-    yield cluster
+    worker = cluster.add_worker(cpus=1)
+    yield cluster, worker
     cluster.stop()
 
 
@@ -34,32 +37,44 @@ def _runs(tmp_path: Path, experiment: str):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_compute_ray_joins_an_existing_cluster(ray_head, tmp_path):
+def test_compute_ray_joins_an_existing_cluster_and_spreads_iterations_over_its_nodes(
+    two_nodes, tmp_path
+):
+    cluster, _ = two_nodes
+    node_ids = cluster.nodes()
     out = cli(
         [
-            *ray_head.overrides(),
+            *cluster.overrides(),
             "compute.cluster_name=test-cluster",
-            "data=wine",
-            "automl.iterations=4",
+            SLOW,
+            "automl.allowed_models=[Slow,LogisticRegression]",
+            "compute.min_nodes=2",
+            "data=iris",
+            "automl.iterations=6",
             *NO_ENSEMBLES,
+            "++search_space.estimators.slow.fixed={seconds: 0.4}",
         ],
         tmp_path,
         env=RAY_ENV,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    parents, children = _runs(tmp_path, "automl-wine")
-    assert len(parents) == 1 and len(children) == 4
-    assert parents[0].data.params["compute.address"] == ray_head.address
+    parents, children = _runs(tmp_path, "automl-iris")
+    assert len(parents) == 1 and len(children) == 6
+    assert parents[0].data.params["compute.address"] == cluster.address
     assert parents[0].data.params["compute.cluster_name"] == "test-cluster"
+    used = {c.data.tags["automl.node"].split("/")[1] for c in children}
+    assert len(used) == 2
+    assert {u for u in used} == {n[:12] for n in node_ids}
 
 
 @pytest.mark.cluster
-def test_min_nodes_not_reached_fails_with_one_line(ray_head, tmp_path):
+def test_min_nodes_not_reached_fails_with_one_line(two_nodes, tmp_path):
+    cluster, _ = two_nodes
     start = time.monotonic()
     out = cli(
         [
-            *ray_head.overrides(),
-            "compute.min_nodes=2",
+            *cluster.overrides(),
+            "compute.min_nodes=3",
             "compute.timeout_minutes=0.1",
             "automl.iterations=1",
             *NO_ENSEMBLES,
@@ -69,7 +84,7 @@ def test_min_nodes_not_reached_fails_with_one_line(ray_head, tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
-        "automl-runner: error: compute.min_nodes=2: only 1 node(s) joined within "
+        "automl-runner: error: compute.min_nodes=3: only 2 node(s) joined within "
         "compute.timeout_minutes=0.1; add nodes with `ray start --address=HEAD:PORT` or lower min_nodes"
     )
     assert time.monotonic() - start < 60
@@ -89,42 +104,6 @@ def test_unreachable_cluster_fails_with_one_line(tmp_path):
     assert last.startswith(
         f"automl-runner: error: compute.address={NODE_IP}:{port}: cannot join a Ray cluster there"
     )
-
-
-@pytest.fixture
-def two_nodes():
-    """A head and one worker node, one CPU each: a second node must be used to run 2 at once."""
-    cluster = LoopbackCluster(head_cpus=1)
-    worker = cluster.add_worker(cpus=1)
-    yield cluster, worker
-    cluster.stop()
-
-
-@pytest.mark.cluster
-@pytest.mark.slow
-def test_iterations_spread_over_both_nodes(two_nodes, tmp_path):
-    cluster, _ = two_nodes
-    node_ids = cluster.nodes()
-    out = cli(
-        [
-            *cluster.overrides(),
-            SLOW,
-            "automl.allowed_models=[Slow,LogisticRegression]",
-            "compute.min_nodes=2",
-            "data=iris",
-            "automl.iterations=6",
-            *NO_ENSEMBLES,
-            "++search_space.estimators.slow.fixed={seconds: 0.4}",
-        ],
-        tmp_path,
-        env=RAY_ENV,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    parents, children = _runs(tmp_path, "automl-iris")
-    assert len(children) == 6
-    used = {c.data.tags["automl.node"].split("/")[1] for c in children}
-    assert len(used) == 2
-    assert {u for u in used} == {n[:12] for n in node_ids}
 
 
 @pytest.mark.cluster
