@@ -234,9 +234,10 @@ class TPESearch:
             family.completed += 1
             if self.sign * score > family.best:
                 family.best = self.sign * score
-                folds = result.fold_scores.get(self.metric, [])
+                # the folds' standard error: their (population) spread / sqrt(n - 1)
+                n, sd = len(result.fold_scores[self.metric]), result.std(self.metric)
                 family.best_se = (
-                    float(np.std(folds, ddof=1) / math.sqrt(len(folds))) if len(folds) > 1 else 0.0
+                    sd / math.sqrt(n - 1) if n > 1 and sd and math.isfinite(sd) else 0.0
                 )
         if result.duration > 0:
             family.seconds.append(result.duration)
