@@ -148,7 +148,6 @@ def protocol_split(X: Any, y: Any, task: str) -> list[Any]:
 
 def write_split(name: str, folder: Path) -> dict[str, Any]:
     """Hold out 25% per the protocol; write train and test rows as Parquet."""
-
     X, y, task, target = load_set(name)
     X_train, X_test, y_train, y_test = protocol_split(normalise(X), y, task)
     paths = {}
