@@ -149,6 +149,8 @@ class TPESearch:
             for i in order
         ]
         self.seen: set[str] = set()
+        # keys this search asked for (told ones it did not ask for are a resumed run's)
+        self.asked: set[str] = set()
         # candidate key -> Optuna trials asked for it and not yet told
         self.trials: dict[str, list[Any]] = {}
 
@@ -161,6 +163,7 @@ class TPESearch:
                 self.portfolio.pop(0)
             candidate = self.portfolio.pop(0) if self.portfolio else self._model_based()
             self.seen.add(candidate.key())
+            self.asked.add(candidate.key())
             out.append(candidate)
         return out
 
@@ -249,7 +252,9 @@ class TPESearch:
             else:
                 family.study.tell(trial, self.sign * score)
         else:
-            if candidate.origin != "portfolio":  # a resumed experiment's model-based one
+            # a resumed experiment's model-based iteration; not one asked here whose
+            # Optuna trial was already told (a point tried twice: the space ran out)
+            if candidate.origin != "portfolio" and candidate.key() not in self.asked:
                 family.tuned += 1
             if score is not None and math.isfinite(score):
                 self._add_known(family, candidate, self.sign * score)

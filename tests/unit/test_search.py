@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -117,6 +118,34 @@ def test_tpe_tunes_first_the_families_the_cv_cannot_tell_from_the_leader(fold_sp
         later = Counter(first[3:] + [c.family for c in search.ask(40)])
         assert later["GradientBoosting"] > later["ExtremeRandomTrees"]
     assert "SVM" not in first
+
+
+def test_tpe_counts_each_model_based_ask_once_when_the_space_runs_out():
+    """A decision tree searched over the criterion alone has two points. Once both are
+    asked, TPE can only propose one of them again; told twice, that point still counts
+    as one ask, so the forced tries of a close family end after MIN_TUNED asks, not
+    before. A resumed experiment's model-based iteration, which this search never asked,
+    counts."""
+    _, space = _space("automl.allowed_models=[DecisionTree]")
+    (est,) = space.estimators
+    space.estimators[0] = dataclasses.replace(
+        est, params={"criterion": {"type": "categorical", "choices": ["gini", "entropy"]}}
+    )
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    family = search.families[est.key]
+    asked = search.ask(1)
+    for k in range(6):
+        (c,) = search.ask(1)
+        asked.append(c)
+        search.tell(IterationResult(k, c, COMPLETED, {"AUC_weighted": [0.8]}, duration=0.1))
+    model_based = [c for c in asked if c.origin == "tpe"]
+    assert len(model_based) == 6
+    assert len({c.key() for c in model_based}) == 2  # the space ran out: repeats
+    assert family.tuned == 6
+    # a resumed experiment tells a model-based iteration this search never asked for
+    fresh = TPESearch(space, seed=1, metric="AUC_weighted")
+    fresh.tell(IterationResult(0, model_based[0], COMPLETED, {"AUC_weighted": [0.8]}))
+    assert fresh.families[est.key].tuned == 1
 
 
 def test_tpe_learns_within_a_family():
