@@ -570,9 +570,12 @@ def _run(
                         stopper.tell_in_order(finished, need)
                         if stopper.told < need or stopper.reason is not None:
                             break
-                        batch = search.ask(1)
+                        wanted = 1
                     else:
-                        batch = search.ask(min(concurrency - executor.in_flight, to_go()))
+                        wanted = min(concurrency - executor.in_flight, to_go())
+                    batch = search.ask(wanted)
+                    if len(batch) < wanted:
+                        stopper.reason = "every candidate in the search space has been tried"
                     for candidate in batch:
                         stopper.launched.append(number)
                         asked = True

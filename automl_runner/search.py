@@ -1,7 +1,8 @@
 """Search strategies behind one ask/tell interface.
 
-``ask(k)`` returns k candidates (k = free slots), ``tell(result)`` reports one finished
-iteration. A strategy never learns how many iterations run at once or where; the
+``ask(k)`` returns k candidates (k = free slots), or fewer once every point of the space
+has been tried (the experiment then ends its search), ``tell(result)`` reports one
+finished iteration. A strategy never learns how many iterations run at once or where; the
 experiment loop decides which results it has seen before each ask, so the same seed gives
 the same candidates whatever the timing (see experiment.py).
 
@@ -18,6 +19,7 @@ Two strategies (``automl.search``):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import warnings
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 
 class Strategy(Protocol):
+    # fewer than n only when the space has no untried candidate left
     def ask(self, n: int) -> list[Candidate]: ...
 
     # also told iterations it never asked for (a resumed experiment's finished ones);
@@ -60,14 +63,20 @@ class RandomSearch:
         self.seen: set[str] = set()
 
     def ask(self, n: int) -> list[Candidate]:
-        return [self._sample() for _ in range(n)]
+        out = []
+        for _ in range(n):
+            candidate = self._sample()
+            if candidate is None:
+                break
+            self.seen.add(candidate.key())
+            out.append(candidate)
+        return out
 
     def tell(self, result: IterationResult) -> None:
         # no learning; only never propose again what was told (a resumed experiment)
         self.seen.add(result.candidate.key())
 
-    def _sample(self) -> Candidate:
-        candidate = None
+    def _sample(self) -> Candidate | None:
         for _ in range(self.max_tries):
             est = self.space.estimators[int(self.rng.integers(len(self.space.estimators)))]
             pre = self.space.preprocessors[int(self.rng.integers(len(self.space.preprocessors)))]
@@ -75,10 +84,14 @@ class RandomSearch:
                 pre, est, pre.sample(self.rng), est.sample(self.rng), "random"
             )
             if candidate.key() not in self.seen:
-                break
-        assert candidate is not None
-        self.seen.add(candidate.key())
-        return candidate
+                return candidate
+        # that many repeats in a row: a small space, maybe used up; draw from what is left
+        left = [
+            c
+            for est in self.space.estimators
+            for c in _untried(self.space, self.space.preprocessors, est, self.seen, "random")
+        ]
+        return left[int(self.rng.integers(len(left)))] if left else None
 
 
 @dataclass
@@ -92,6 +105,8 @@ class _Family:
     completed: int = 0
     tuned: int = 0  # model-based iterations asked (or told, on resume)
     failed: int = 0
+    # every point of its space has been tried: never picked again
+    exhausted: bool = False
     seconds: list[float] = field(default_factory=list)
 
     def cost(self) -> float:
@@ -162,15 +177,24 @@ class TPESearch:
             while self.portfolio and self.portfolio[0].key() in self.seen:
                 self.portfolio.pop(0)
             candidate = self.portfolio.pop(0) if self.portfolio else self._model_based()
+            if candidate is None:  # every family's space is used up
+                break
             self.seen.add(candidate.key())
             self.asked.add(candidate.key())
             out.append(candidate)
         return out
 
-    def _model_based(self) -> Candidate:
-        family = self._pick_family()
-        family.tuned += 1
-        candidate = None
+    def _model_based(self) -> Candidate | None:
+        while (family := self._pick_family()) is not None:
+            candidate = self._from_study(family) or self._untried(family)
+            if candidate is not None:
+                family.tuned += 1
+                return candidate
+            family.exhausted = True
+            log.info("search: every point of %s's space has been tried", family.component.key)
+        return None
+
+    def _from_study(self, family: _Family) -> Candidate | None:
         for _ in range(5):
             trial = family.study.ask()
             candidate = self._suggest(trial, family.component)
@@ -179,13 +203,31 @@ class TPESearch:
                 return candidate
             # a point already tried: no new information; let TPE move on
             family.study.tell(trial, state=_fail_state())
-        assert candidate is not None
-        return candidate
+        return None
 
-    def _pick_family(self) -> _Family:
-        alive = [
-            f for f in self.families.values() if f.completed or f.failed < self.MAX_FAILURES
-        ] or list(self.families.values())
+    def _untried(self, family: _Family) -> Candidate | None:
+        """A point of the family's space not tried yet, at random; None if there is none.
+
+        TPE proposing only tried points means its space is small or its model has
+        converged; a point it would not pick is still worth more than a repeat."""
+        est = family.component
+        # as _suggest: a scale-invariant family only ever gets the default preprocessor
+        fixed_pre = est.scale_invariant
+        pres = [self.default_pre] if fixed_pre else self.space.preprocessors
+        for _ in range(50):
+            pre = pres[int(self.rng.integers(len(pres)))]
+            pre_params = {} if fixed_pre else pre.sample(self.rng)
+            candidate = self.space.candidate(pre, est, pre_params, est.sample(self.rng), "tpe")
+            if candidate.key() not in self.seen:
+                return candidate
+        left = _untried(self.space, pres, est, self.seen, "tpe", fixed_pre)
+        return left[int(self.rng.integers(len(left)))] if left else None
+
+    def _pick_family(self) -> _Family | None:
+        usable = [f for f in self.families.values() if not f.exhausted]
+        alive = [f for f in usable if f.completed or f.failed < self.MAX_FAILURES] or usable
+        if not alive:
+            return None
         ranked = sorted(alive, key=lambda f: (-f.best, f.component.key))
         # a family the CV cannot tell from the leader gets tuned a little before the ranks
         # decide: ranked on its default alone, a family whose default fits the data poorly
@@ -283,6 +325,54 @@ class TPESearch:
             )
         except ValueError as ex:  # a default outside its own range: skip, never fatal
             log.debug("search: not teaching %s to TPE: %s", candidate.description, ex)
+
+
+# a space with more points than this is not listed: 50 random draws in a row that were
+# all tried already are then next to impossible unless it is used up
+GRID_LIMIT = 20_000
+
+
+def _grid(params: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Every point of a space of categorical and integer ranges; None if it has a float
+    range or more than GRID_LIMIT points."""
+    axes: list[list[Any]] = []
+    for spec in params.values():
+        if spec["type"] == "categorical":
+            axes.append(list(spec["choices"]))
+        elif spec["type"] == "int":
+            axes.append(list(range(int(spec["low"]), int(spec["high"]) + 1)))
+        else:
+            return None
+    if math.prod(len(a) for a in axes) > GRID_LIMIT:
+        return None
+    return [dict(zip(params, point, strict=True)) for point in itertools.product(*axes)]
+
+
+def _untried(
+    space: SearchSpace,
+    pres: list[Component],
+    est: Component,
+    seen: set[str],
+    origin: str,
+    fixed_pre: bool = False,
+) -> list[Candidate]:
+    """The candidates of one estimator (over the given preprocessors, at their defaults if
+    fixed_pre) never tried, as far as they can be listed. Called after 50 random draws in
+    a row were all tried: a float range cannot be listed, but random draws from it do not
+    repeat, so a space with one is used up only if that range is a single point."""
+    est_grid = _grid(est.params)
+    if est_grid is None:
+        return []
+    out = []
+    for pre in pres:
+        pre_grid = [{}] if fixed_pre else _grid(pre.params)
+        if pre_grid is None or len(pre_grid) * len(est_grid) > GRID_LIMIT:
+            continue
+        for pre_params, est_params in itertools.product(pre_grid, est_grid):
+            c = space.candidate(pre, est, pre_params, est_params, origin)
+            if c.key() not in seen:
+                out.append(c)
+    return out
 
 
 def _fail_state() -> Any:

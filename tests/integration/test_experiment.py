@@ -518,3 +518,29 @@ def test_exit_score_ends_the_search_once_reached(ray_local, store):
         ["data=iris", "automl.iterations=6", "automl.experiment_exit_score=1.5", CHEAP, *store]
     )
     assert len([r for r in never.results if not r.candidate.members]) == 6
+
+
+def test_a_used_up_search_space_ends_the_search_without_repeats(ray_local, store):
+    """A tree narrowed to criterion x max_depth in 2..4 has 6 points, plus its portfolio
+    default: 7 iterations, each a different pipeline, then the search ends and says why;
+    the ensembles still follow."""
+    tree = "search_space.estimators.decision_tree_classifier"
+    result = automl_runner.run(
+        [
+            "data=iris",
+            "automl.iterations=30",
+            "automl.max_concurrent_iterations=2",
+            "automl.allowed_models=[DecisionTree]",
+            f"~{tree}.params.min_samples_leaf",
+            f"{tree}.params.max_depth.high=4",
+            *store,
+        ]
+    )
+    search = [r for r in result.results if not r.candidate.members]
+    assert len(search) == 7
+    assert len({r.candidate.key() for r in search}) == 7
+    assert all(r.status == "COMPLETED" for r in search)
+    assert any(r.candidate.members for r in result.results)
+    parent = MlflowClient(result.tracking_uri).get_run(result.parent_run_id)
+    assert "search space has been tried" in parent.data.tags["automl.stopped_early"]
+    assert parent.info.status == "FINISHED"

@@ -120,12 +120,12 @@ def test_tpe_tunes_first_the_families_the_cv_cannot_tell_from_the_leader(fold_sp
     assert "SVM" not in first
 
 
-def test_tpe_counts_each_model_based_ask_once_when_the_space_runs_out():
-    """A decision tree searched over the criterion alone has two points. Once both are
-    asked, TPE can only propose one of them again; told twice, that point still counts
-    as one ask, so the forced tries of a close family end after MIN_TUNED asks, not
-    before. A resumed experiment's model-based iteration, which this search never asked,
-    counts."""
+def test_a_used_up_space_is_never_asked_twice_and_ends_the_asks():
+    """A decision tree searched over the criterion alone has two points (besides its
+    portfolio default). TPE soon proposes only tried ones; the search then asks the
+    untried point instead, and once both are tried it asks nothing more. Each ask counts
+    once toward the family's forced tries, and a resumed experiment's model-based
+    iteration, which this search never asked, counts too."""
     _, space = _space("automl.allowed_models=[DecisionTree]")
     (est,) = space.estimators
     space.estimators[0] = dataclasses.replace(
@@ -134,18 +134,65 @@ def test_tpe_counts_each_model_based_ask_once_when_the_space_runs_out():
     search = TPESearch(space, seed=0, metric="AUC_weighted")
     family = search.families[est.key]
     asked = search.ask(1)
+    assert asked[0].origin == "portfolio"
     for k in range(6):
-        (c,) = search.ask(1)
-        asked.append(c)
-        search.tell(IterationResult(k, c, COMPLETED, {"AUC_weighted": [0.8]}, duration=0.1))
+        batch = search.ask(1)
+        asked += batch
+        for c in batch:
+            search.tell(IterationResult(k, c, COMPLETED, {"AUC_weighted": [0.8]}, duration=0.1))
     model_based = [c for c in asked if c.origin == "tpe"]
-    assert len(model_based) == 6
-    assert len({c.key() for c in model_based}) == 2  # the space ran out: repeats
-    assert family.tuned == 6
+    assert sorted(c.estimator_params["criterion"] for c in model_based) == ["entropy", "gini"]
+    assert len({c.key() for c in asked}) == len(asked) == 3
+    assert family.tuned == 2 and family.exhausted
+    assert search.ask(2) == []
     # a resumed experiment tells a model-based iteration this search never asked for
     fresh = TPESearch(space, seed=1, metric="AUC_weighted")
     fresh.tell(IterationResult(0, model_based[0], COMPLETED, {"AUC_weighted": [0.8]}))
     assert fresh.families[est.key].tuned == 1
+
+
+def test_tpe_moves_to_another_family_when_one_space_is_used_up():
+    """Two families, one with two points: once those are tried every ask goes to the
+    other family, each a new point."""
+    _, space = _space("automl.allowed_models=[DecisionTree,LogisticRegression]")
+    i = next(k for k, e in enumerate(space.estimators) if e.name == "DecisionTree")
+    space.estimators[i] = dataclasses.replace(
+        space.estimators[i],
+        params={"criterion": {"type": "categorical", "choices": ["gini", "entropy"]}},
+    )
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    asked = []
+    for k in range(30):
+        batch = search.ask(1)
+        assert len(batch) == 1
+        asked += batch
+        # the tree always scores best, so the ranks keep picking it while they can
+        good = batch[0].family == "DecisionTree"
+        metrics = {"AUC_weighted": [0.9 if good else 0.7]}
+        search.tell(IterationResult(k, batch[0], COMPLETED, metrics, duration=0.1))
+    assert len({c.key() for c in asked}) == 30
+    assert sum(c.family == "DecisionTree" for c in asked) == 3
+
+
+def test_random_search_never_repeats_and_stops_when_the_space_is_used_up():
+    """With one preprocessor and a tree over criterion x max_depth in 2..4 (6 points), the
+    random search asks each point once, then nothing."""
+    _, space = _space(
+        "automl.allowed_models=[DecisionTree]", "search_space/preprocessors=[standard_scaler]"
+    )
+    space.estimators[0] = dataclasses.replace(
+        space.estimators[0],
+        params={
+            "criterion": {"type": "categorical", "choices": ["gini", "entropy"]},
+            "max_depth": {"type": "int", "low": 2, "high": 4, "log": False},
+        },
+    )
+    search = RandomSearch(space, seed=0)
+    first = search.ask(4)
+    rest = search.ask(4)
+    assert len(first) == 4 and len(rest) == 2
+    assert len({c.key() for c in first + rest}) == 6
+    assert search.ask(1) == []
 
 
 def test_tpe_learns_within_a_family():
