@@ -44,7 +44,7 @@ from .executor import RayExecutor, SerialExecutor
 from .metrics import better
 from .search import make_strategy
 from .space import SearchSpace
-from .tracking import Tracker, store_uri
+from .tracking import Tracker, check_reachable, store_uri
 from .validate import validate
 from .worker import (
     CANCELLED,
@@ -216,10 +216,23 @@ def _open_tracker(cfg: DictConfig, name: str) -> Tracker:
     except UserError:
         raise
     except Exception as ex:
-        key = "tracking.uri" if cfg.tracking.kind == "server" else "tracking.store_dir"
-        value = cfg.tracking.uri if cfg.tracking.kind == "server" else cfg.tracking.store_dir
-        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
-        raise ConfigError(key, value, f"cannot open the MLflow store: {first[:300]}") from ex
+        raise _store_error(cfg, ex) from ex
+
+
+def _check_server(cfg: DictConfig) -> None:
+    """A tracking server nothing answers at fails the run at once, before the data loads
+    or Ray starts."""
+    try:
+        check_reachable(store_uri(cfg.tracking)[0])
+    except ConnectionError as ex:
+        raise _store_error(cfg, ex) from ex
+
+
+def _store_error(cfg: DictConfig, ex: Exception) -> ConfigError:
+    key = "tracking.uri" if cfg.tracking.kind == "server" else "tracking.store_dir"
+    value = cfg.tracking.uri if cfg.tracking.kind == "server" else cfg.tracking.store_dir
+    first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+    return ConfigError(key, value, f"cannot open the MLflow store: {first[:300]}")
 
 
 def run_experiment(
@@ -245,6 +258,7 @@ def _prepare_and_run(
 ) -> ExperimentResult:
     automl = cfg.automl
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    _check_server(cfg)
     if automl.resume:
         # a resume that cannot be is refused before the data loads or Ray starts
         _check_resume(cfg)

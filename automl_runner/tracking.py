@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
 
@@ -40,6 +42,26 @@ def store_uri(tracking: DictConfig) -> tuple[str, str | None]:
         return str(tracking.uri), None
     root = Path(tracking.store_dir).expanduser().resolve()
     return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
+
+
+# how long the first connection to a tracking server may take before the run gives up
+CONNECT_SECONDS = 10.0
+
+
+def check_reachable(uri: str) -> None:
+    """Raise ConnectionError at once if nothing listens at an http(s) tracking URI's host and
+    port. MLflow itself retries a refused connection with backoff for 10-20 s before it
+    reports it; a server that is down at start is a setting to fix, not a hiccup."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as ex:
+        why = ex.strerror or str(ex) or type(ex).__name__
+        raise ConnectionError(f"no server answers at {parts.hostname}:{port} ({why})") from ex
 
 
 class Tracker:
