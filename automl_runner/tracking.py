@@ -49,9 +49,10 @@ CONNECT_SECONDS = 10.0
 
 
 def check_reachable(uri: str) -> None:
-    """Raise ConnectionError at once if nothing listens at an http(s) tracking URI's host and
-    port. MLflow itself retries a refused connection with backoff for 10-20 s before it
-    reports it; a server that is down at start is a setting to fix, not a hiccup."""
+    """Raise ConnectionError at once if nothing listens at an http(s) tracking URI's host
+    and port. MLflow itself retries a refused connection with backoff for several seconds
+    (8 s here) before it reports it; a server that is down at start is a setting to fix,
+    not a hiccup."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return

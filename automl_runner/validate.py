@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -189,6 +190,18 @@ def _check_tracking(t: DictConfig) -> None:
         raise ConfigError(
             "tracking.uri", t.uri, "expected a tracking URI such as http://127.0.0.1:5000"
         )
+    if t.kind == "server" and str(t.uri).startswith(("http://", "https://")):
+        parts = urlsplit(str(t.uri))
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:  # not a number, or over 65535
+            port_ok = False
+        if not parts.hostname or not port_ok:
+            raise ConfigError(
+                "tracking.uri",
+                t.uri,
+                "expected a host and a port from 1 to 65535, as in http://127.0.0.1:5000",
+            )
 
 
 def _check_explain(e: DictConfig) -> None:

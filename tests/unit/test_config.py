@@ -134,6 +134,9 @@ def test_search_space_ships_the_seed_families():
         (["data=file", "data.path=/nonexistent.csv", "data.target=y"], "data.path"),
         (["data=iris", "automl=regression"], "automl.task"),
         (["data=file"], "data.path"),
+        (["tracking=server", "tracking.uri=http://127.0.0.1:abc"], "tracking.uri"),
+        (["tracking=server", "tracking.uri=http://127.0.0.1:70000"], "tracking.uri"),
+        (["tracking=server", "tracking.uri=http://:5000"], "tracking.uri"),
     ],
 )
 def test_validator_names_the_key(overrides, key):
