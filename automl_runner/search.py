@@ -294,15 +294,17 @@ class TPESearch:
             else:
                 family.study.tell(trial, self.sign * score)
         else:
-            # a resumed experiment's model-based iteration; not one asked here whose
-            # Optuna trial was already told (a point tried twice: the space ran out)
+            # no trial pending: a portfolio default, a resumed experiment's iteration, or
+            # an untried point asked here when TPE only repeated itself; the last was
+            # counted when asked, only a resumed one counts toward `tuned` now
             if candidate.origin != "portfolio" and candidate.key() not in self.asked:
                 family.tuned += 1
             if score is not None and math.isfinite(score):
                 self._add_known(family, candidate, self.sign * score)
 
     def _add_known(self, family: _Family, candidate: Candidate, value: float) -> None:
-        """Teach the family's study a point it did not propose (the portfolio's default)."""
+        """Teach the family's study a point it did not propose (a portfolio default, a
+        resumed experiment's iteration, an untried point drawn when TPE repeated itself)."""
         import optuna
 
         params: dict[str, Any] = {}
