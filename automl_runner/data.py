@@ -19,6 +19,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from scipy import sparse
 
+from .dates import looks_like_dates
 from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class Dataset:
     categorical: list[str] = field(default_factory=list)
     # columns the pipeline imputes and scales (DataFrame input only)
     numeric: list[str] = field(default_factory=list)
+    # columns of dates the pipeline turns into numbers (DataFrame input only; dates.py)
+    dates: list[str] = field(default_factory=list)
     _missing_in_X: int | None = field(default=None, repr=False)
 
     @property
@@ -80,6 +83,7 @@ class Dataset:
             "features": self.n_features,
             "input": "sparse" if self.is_sparse else type(self.X).__name__,
             "categorical_columns": len(self.categorical),
+            "date_columns": len(self.dates),
             "validation_rows": 0 if self.X_valid is None else int(self.X_valid.shape[0]),
             "sample_weight": self.sample_weight is not None,
         }
@@ -356,16 +360,20 @@ def _type_columns(ds: Dataset, automl: DictConfig, source: str) -> None:
             raise DataError(source, "X is not numeric; give a DataFrame for string columns")
         return
     frames = [ds.X] + ([ds.X_valid] if isinstance(ds.X_valid, pd.DataFrame) else [])
-    numeric, categorical = [], []
+    numeric, categorical, dates = [], [], []
     for col in ds.X.columns:
         s = ds.X[col]
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
             numeric.append(col)
         elif pd.api.types.is_datetime64_any_dtype(s):
+            dates.append(col)
+        elif pd.api.types.is_timedelta64_dtype(s):
             raise DataError(
                 source,
-                f"column {col!r} holds dates; turn it into numbers (e.g. year, day of week) in get_data() or drop it",
+                f"column {col!r} holds time spans; turn them into numbers (e.g. seconds) or drop the column",
             )
+        elif looks_like_dates(s.astype(object)):
+            dates.append(col)
         else:
             categorical.append(col)
     for frame in frames:
@@ -377,11 +385,23 @@ def _type_columns(ds: Dataset, automl: DictConfig, source: str) -> None:
             # pd.NA (nullable string dtypes, Parquet) the imputer's missing-value test
             as_objects = frame[col].astype(object)  # map() on a string dtype keeps pd.NA
             frame[col] = as_objects.map(lambda v: np.nan if pd.isna(v) else str(v)).astype(object)
-    if categorical and not automl.preprocess:
-        shown = ", ".join(categorical[:5]) + (" ..." if len(categorical) > 5 else "")
+        for col in dates:
+            if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+                # in UTC, without the zone: MLflow's model signature takes naive times only
+                frame[col] = frame[col].dt.tz_convert("UTC").dt.tz_localize(None)
+            elif not pd.api.types.is_datetime64_any_dtype(frame[col]):
+                frame[col] = frame[col].astype(object).where(frame[col].notna(), np.nan)
+    if (categorical or dates) and not automl.preprocess:
+        named = categorical + dates
+        shown = ", ".join(map(str, named[:5])) + (" ..." if len(named) > 5 else "")
         raise ConfigError(
             "automl.preprocess",
             False,
-            f"{source} has string/categorical columns ({shown}); set automl.preprocess=true",
+            f"{source} has string, categorical or date columns ({shown}); set automl.preprocess=true",
         )
-    ds.numeric, ds.categorical = numeric, categorical
+    if dates:
+        log.info(
+            "date columns, turned into year, month, day, ... and days since 1970: %s",
+            ", ".join(map(str, dates)),
+        )
+    ds.numeric, ds.categorical, ds.dates = numeric, categorical, dates

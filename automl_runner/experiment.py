@@ -163,6 +163,7 @@ def prepare(ds: Dataset, automl: DictConfig) -> PreparedData:
         categorical=ds.categorical,
         seed=automl.seed,
         impute=ds.has_missing(),
+        dates=ds.dates,
     )
 
 

@@ -142,7 +142,9 @@ def _imputer_sources(imputer: Any, cols: list[str]) -> tuple[list[str], list[str
 
 
 def _owner(name: str, cols: list[str]) -> str:
-    # one-hot names are f"{column}_{category}"; the longest matching column wins
+    # one-hot names are f"{column}_{category}", date parts f"{column}_{part}" and their
+    # missing-value flags f"missingindicator_{column}_{part}"; the longest match wins
+    name = name.removeprefix("missingindicator_")
     matches = [c for c in cols if name.startswith(f"{c}_")]
     return max(matches, key=len) if matches else cols[0]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -254,21 +254,24 @@ def build_pipeline(
     sparse_input: bool,
     seed: int,
     impute: bool = True,
+    dates: list[str] | None = None,
 ) -> Pipeline:
     """The scikit-learn pipeline for a candidate: [prepare] -> scaler -> estimator.
 
-    `prepare` (impute, one-hot encode) is there when the data needs it: categorical
-    columns, or missing values in the training or validation rows. Numeric data without
+    `prepare` (impute, one-hot encode, dates into numbers) is there when the data needs
+    it: categorical or date columns, or missing values in the training or validation rows. Numeric data without
     any gets none, so no copy of it is made for nothing (such a model, like any plain
     scikit-learn estimator, refuses missing values at predict time).
 
     Only scikit-learn classes go in, so the pickled model loads wherever scikit-learn is
-    installed, without this package.
+    installed, without this package (the date step's functions travel by value with the
+    logged model).
     """
+    dates = dates or []
     steps: list[tuple[str, Any]] = []
     # sparse input is numeric, its zeros are data
-    if preprocess and not sparse_input and (impute or categorical):
-        steps.append(("prepare", _prepare(numeric, categorical, dataframe)))
+    if preprocess and not sparse_input and (impute or categorical or dates):
+        steps.append(("prepare", _prepare(numeric, categorical, dataframe, dates)))
     steps.append(
         ("scale", _make(candidate.preprocessor_target, candidate.preprocessor_params, seed))
     )
@@ -305,10 +308,14 @@ def encoded_member(model: Any) -> Any:
     return model
 
 
-def _prepare(numeric: list[str], categorical: list[str], dataframe: bool) -> Any:
+def _prepare(
+    numeric: list[str], categorical: list[str], dataframe: bool, dates: list[str] | None = None
+) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+    from .dates import date_parts, part_names
 
     num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     if not dataframe:
@@ -336,6 +343,14 @@ def _prepare(numeric: list[str], categorical: list[str], dataframe: bool) -> Any
         parts.append(("numeric", num, list(numeric)))
     if categorical:
         parts.append(("categorical", cat, list(categorical)))
+    if dates:
+        when = Pipeline(
+            [
+                ("parts", FunctionTransformer(date_parts, feature_names_out=part_names)),
+                ("impute", clone(num)),
+            ]
+        )
+        parts.append(("dates", when, list(dates)))
     return ColumnTransformer(
         parts, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False
     )

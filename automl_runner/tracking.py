@@ -15,11 +15,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
 
+from . import dates
 from .worker import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult
 
 log = logging.getLogger(__name__)
@@ -228,16 +230,17 @@ class Tracker:
                     "which MLflow would check by loading the model back",
                     size / 2**20,
                 )
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                run_id=self.parent_id,
-                model_id=logged.model_id,
-                **example,
-                # listing requirements skips MLflow's slow import-based inference
-                pip_requirements=_requirements(),
-                serialization_format="cloudpickle",
-            )
+            with _by_value(dates):
+                info = mlflow.sklearn.log_model(
+                    pipeline,
+                    name="model",
+                    run_id=self.parent_id,
+                    model_id=logged.model_id,
+                    **example,
+                    # listing requirements skips MLflow's slow import-based inference
+                    pip_requirements=_requirements(),
+                    serialization_format="cloudpickle",
+                )
         self.client.set_tag(self.parent_id, "automl.best_model_uri", info.model_uri)
         return str(info.model_uri)
 
@@ -343,6 +346,20 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def _param_value(v: Any) -> str:
     text = json.dumps(v) if isinstance(v, list | dict) else str(v)
     return text[:_PARAM_CHARS]
+
+
+@contextmanager
+def _by_value(module: ModuleType) -> Iterator[None]:
+    """Pickle `module`'s functions with their code, not as a reference to this package:
+    the date step's functions go into the logged model that way, so it loads where
+    this package is not installed."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 def _requirements() -> list[str]:

@@ -47,6 +47,8 @@ class PreparedData:
     # whether X or X_valid has missing values: without any (and without categorical
     # columns) the pipeline has no imputation step, which would copy the data twice
     impute: bool = True
+    # columns of dates (dates.py), turned into numbers in the pipeline's prepare step
+    dates: list[str] = field(default_factory=list)
 
     def oof_rows(self) -> np.ndarray:
         """Rows of the validation predictions an iteration keeps, in the order it keeps them.
@@ -67,6 +69,7 @@ class PreparedData:
             numeric=self.numeric,
             categorical=self.categorical,
             impute=self.impute,
+            dates=self.dates,
             dataframe=isinstance(self.X, pd.DataFrame),
             sparse_input=not isinstance(self.X, pd.DataFrame | np.ndarray),
             seed=self.seed,

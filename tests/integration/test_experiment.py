@@ -238,6 +238,43 @@ def test_csv_with_categories_missing_values_and_string_labels(ray_local, store, 
     assert len(mlflow.pyfunc.load_model(result.model_uri).predict(unseen)) == 2
 
 
+def test_dates_in_a_csv_are_learned_and_the_logged_model_needs_no_automl_runner(
+    ray_local, store, tmp_path
+):
+    # the label is whether the day is a weekend: nothing a one-hot of 400 distinct date
+    # strings can learn, but the day of week says it exactly
+    rng = np.random.default_rng(2)
+    when = pd.Series(pd.date_range("2022-01-01 08:00", periods=400, freq="25h"))
+    frame = pd.DataFrame(
+        {"when": when.dt.strftime("%Y-%m-%d %H:%M:%S"), "noise": rng.normal(size=len(when))}
+    )
+    frame["day"] = np.where(when.dt.day_of_week >= 5, "weekend", "weekday")
+    frame.loc[::50, "when"] = None
+    path = tmp_path / "visits.csv"
+    frame.to_csv(path, index=False)
+    result = automl_runner.run(
+        ["data=file", f"data.path={path}", "data.target=day", "automl.iterations=4"]
+        + [*NO_ENSEMBLES, *store]
+    )
+    assert result.best_score > 0.95
+    # the date step's code travels with the model: it loads where automl_runner cannot
+    # be imported, and predicts dates, a missing one and one that does not parse
+    code = (
+        "import sys; sys.modules['automl_runner'] = None;"
+        "import mlflow, pandas as pd;"
+        f"mlflow.set_tracking_uri('{result.tracking_uri}');"
+        f"m = mlflow.pyfunc.load_model('{result.model_uri}');"
+        "X = pd.DataFrame({'when': ['2030-06-01 10:00:00', '2030-06-03 10:00:00', None, 'soon'],"
+        " 'noise': [0.0, 0.0, 0.0, 0.0]});"
+        "print(*m.predict(X))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    predicted = out.stdout.split()
+    assert predicted[:2] == ["weekend", "weekday"]  # a Saturday, a Monday
+    assert set(predicted) <= {"weekend", "weekday"} and len(predicted) == 4
+
+
 def test_classes_with_fewer_rows_than_folds_are_searched_and_predicted(ray_local, store, tmp_path):
     # 5 folds; 'pair' has 2 rows and 'single' 1: some folds validate a class their
     # training rows lack, others validate without it

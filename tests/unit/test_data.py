@@ -210,6 +210,60 @@ def test_nullable_pandas_dtypes_load_into_what_the_pipeline_can_fit(tmp_path):
     assert Xt.shape[0] == n and np.isfinite(Xt).all()
 
 
+def test_date_columns_become_numbers_in_the_pipeline(tmp_path):
+    # ISO date strings (a CSV), a datetime dtype with a time zone (Parquet): both are
+    # dates; a column with one value that is not a date stays categorical
+    rng = np.random.default_rng(0)
+    n = 40
+    days = pd.date_range("2023-01-01", periods=n, freq="37h")
+    frame = pd.DataFrame(
+        {
+            "signup": days.strftime("%Y-%m-%d"),
+            "seen": days.tz_localize("Europe/Oslo"),
+            "code": [*days.strftime("%Y-%m-%d")[:-1], "unknown"],
+            "amount": rng.normal(size=n),
+            "label": rng.choice(["yes", "no"], n),
+        }
+    )
+    frame.loc[[2, 5], "signup"] = None
+    path = tmp_path / "visits.parquet"
+    frame.to_parquet(path, index=False)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=label")
+    ds = load(cfg.data, cfg.automl)
+    assert ds.dates == ["signup", "seen"]
+    assert ds.categorical == ["code"] and ds.numeric == ["amount"]
+    assert ds.summary("classification")["date_columns"] == 2
+    # a zone is converted to UTC and dropped (MLflow's model signature takes naive times)
+    assert ds.X["seen"].dt.tz is None and ds.X["seen"][0] == pd.Timestamp("2022-12-31 23:00")
+    from automl_runner.explain import feature_sources
+    from automl_runner.space import _prepare
+
+    prepare = _prepare(ds.numeric, ds.categorical, True, ds.dates).fit(ds.X)
+    Xt = prepare.transform(ds.X)
+    assert np.isfinite(Xt).all()
+    names = list(prepare.get_feature_names_out())
+    year, days_col = names.index("signup_year"), names.index("signup_days")
+    assert Xt[0, year] == 2023 and Xt[1, days_col] - Xt[0, days_col] == 1.0  # 37 h: 1 day
+    assert Xt[:, names.index("seen_hour")].max() > 0  # the times of day are kept
+    flag = names.index("missingindicator_signup_year")  # a missing date: imputed, flagged
+    assert list(np.flatnonzero(Xt[:, flag])) == [2, 5]
+    # the explanation maps every part and flag back to its date column
+    from sklearn.pipeline import Pipeline
+
+    _, sources = feature_sources(Pipeline([("prepare", prepare)]), list(ds.X.columns))
+    assert sources.count("signup") == 7 + 7 and sources.count("seen") == 7
+
+
+def test_time_spans_are_refused_with_the_column(tmp_path):
+    frame = _frame()
+    frame["waited"] = pd.to_timedelta(np.arange(len(frame)), unit="h")
+    path = tmp_path / "waits.parquet"
+    frame.to_parquet(path, index=False)
+    cfg = _cfg("data=file", f"data.path={path}", "data.target=label")
+    with pytest.raises(DataError, match="column 'waited' holds time spans"):
+        load(cfg.data, cfg.automl)
+
+
 def test_parquet_regression_drops_rows_without_target(tmp_path):
     frame = _frame()
     frame["price"] = frame["score"] * 2.5
