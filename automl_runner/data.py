@@ -372,7 +372,7 @@ def _type_columns(ds: Dataset, automl: DictConfig, source: str) -> None:
                 source,
                 f"column {col!r} holds time spans; turn them into numbers (e.g. seconds) or drop the column",
             )
-        elif looks_like_dates(s.astype(object)):
+        elif looks_like_dates(s):
             dates.append(col)
         else:
             categorical.append(col)

@@ -259,9 +259,10 @@ def build_pipeline(
     """The scikit-learn pipeline for a candidate: [prepare] -> scaler -> estimator.
 
     `prepare` (impute, one-hot encode, dates into numbers) is there when the data needs
-    it: categorical or date columns, or missing values in the training or validation rows. Numeric data without
-    any gets none, so no copy of it is made for nothing (such a model, like any plain
-    scikit-learn estimator, refuses missing values at predict time).
+    it: categorical or date columns, or missing values in the training or validation
+    rows. Numeric data without any gets none, so no copy of it is made for nothing (such
+    a model, like any plain scikit-learn estimator, refuses missing values at predict
+    time).
 
     Only scikit-learn classes go in, so the pickled model loads wherever scikit-learn is
     installed, without this package (the date step's functions travel by value with the
