@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ComputeError, ConfigError, DataError, UserError
-
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from .entry.remote import RemoteExperiment
+    from .errors import ComputeError, ConfigError, DataError, UserError
     from .experiment import ExperimentResult
-    from .remote import RemoteExperiment
 
 __all__ = [
     "ComputeError",
@@ -37,36 +36,24 @@ __all__ = [
     "submit",
 ]
 __version__ = "0.1.0"
+_ERRORS = ("ComputeError", "ConfigError", "DataError", "UserError")
+
+
+def __getattr__(name: str) -> Any:
+    # the error classes, imported when asked for: a Ray worker unpickling a task imports
+    # this package, and needs neither Hydra (the errors' base class) nor anything else
+    if name in _ERRORS:
+        from . import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
     """The experiment config for these overrides, composed exactly as the CLI does."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.singleton import Singleton
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from .config.compose import compose as _compose
 
-    from . import config as _config  # noqa: F401  (stores the schemas)
-    from .errors import one_line
-
-    # composing creates Hydra's process-wide singletons (version base, job runtime,
-    # plugins); put the caller's back afterwards so a later Hydra app starts clean
-    saved = dict(Singleton._instances)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module("automl_runner.conf", version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides or []))
-    except (HydraException, OmegaConfBaseException) as ex:
-        line = one_line(ex)
-        if line is None:
-            raise
-        raise UserError(line) from ex
-    finally:
-        GlobalHydra.instance().clear()
-        Singleton._instances.clear()
-        Singleton._instances.update(saved)
+    return _compose(overrides)
 
 
 def run(overrides: list[str] | None = None) -> ExperimentResult:
@@ -83,14 +70,14 @@ def submit(overrides: list[str] | None = None, address: str | None = None) -> Re
     The handle has ``status()``, ``wait()``, ``cancel_iteration(n)``, ``stop()``,
     ``get_output()`` and ``logs()``. `address` is the Ray Jobs API (``http://HEAD:8265``).
     """
-    from .remote import submit as _submit
+    from .entry.remote import submit as _submit
 
     return _submit(overrides, address)
 
 
 def attach(run_id: str, tracking_uri: str | None = None) -> RemoteExperiment:
     """A handle on an experiment started elsewhere (any process, any machine), by its run id."""
-    from .remote import attach as _attach
+    from .entry.remote import attach as _attach
 
     return _attach(run_id, tracking_uri)
 
@@ -101,6 +88,6 @@ def retrieve_model_explanation(run_or_run_id: Any, tracking_uri: str | None = No
     (shap_values, expected_values, overall_summary, overall_imp, per_class_summary,
     per_class_imp); pass the parent run, its id, or any iteration run of the experiment.
     """
-    from .explanations import retrieve_model_explanation as _retrieve
+    from .tracking.explanations import retrieve_model_explanation as _retrieve
 
     return _retrieve(run_or_run_id, tracking_uri)

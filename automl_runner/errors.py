@@ -6,12 +6,9 @@ They subclass Hydra's ``CompactHydraException`` (so Hydra prints only the messag
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from typing import Any
 
-from hydra.errors import CompactHydraException, MissingConfigException
-from omegaconf.errors import OmegaConfBaseException
+from hydra.errors import CompactHydraException
 
 
 class UserError(CompactHydraException, ValueError):
@@ -44,46 +41,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def one_line(ex: BaseException) -> str | None:
-    """The user-facing line for a config or data mistake; None for a bug."""
-    if isinstance(ex, UserError):
-        return str(ex)
-    if isinstance(ex, MissingConfigException):
-        return _missing_option(ex)
-    if isinstance(ex, CompactHydraException):
-        cause = ex.__cause__
-        if isinstance(cause, OmegaConfBaseException):
-            return _omegaconf_line(cause, str(ex))
-        return " ".join(str(ex).split())
-    if isinstance(ex, OmegaConfBaseException):
-        return _omegaconf_line(ex, "")
-    return None
-
-
-def _missing_option(ex: MissingConfigException) -> str:
-    text = str(ex)
-    found = re.search(r"Could not find '([^']+)'", text)
-    missing = ex.missing_cfg_file or (found.group(1) if found else "")
-    group, _, option = missing.rpartition("/")
-    options = list(ex.options or re.findall(r"^\t(\S+)$", text, flags=re.M))
-    if group and options:
-        return f"{group}={option}: no such option; allowed: {', '.join(options)}"
-    return " ".join(text.split("\n\n")[0].split())
-
-
-def _omegaconf_line(ex: OmegaConfBaseException, context: str) -> str:
-    key = getattr(ex, "full_key", None) or ""
-    msg = str(getattr(ex, "msg", None) or ex).strip().splitlines()[0]
-    if "not in struct" in msg or "not in '" in msg or "Key '" in msg and "not" in msg:
-        allowed = _allowed_keys(getattr(ex, "object_type", None))
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-        return f"{key}: no such key{hint}"
-    value = re.search(r"=(.*)$", context.strip().splitlines()[0]) if context else None
-    shown = f"={value.group(1)}" if value and key else ""
-    return f"{key}{shown}: {msg}" if key else " ".join((context + " " + msg).split())
-
-
-def _allowed_keys(object_type: Any) -> list[str]:
-    if object_type is not None and dataclasses.is_dataclass(object_type):
-        return [f.name for f in dataclasses.fields(object_type) if f.name != "kind"]
-    return []
+def first_line(ex: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name if it has none), cut to
+    `limit` characters: what a one-line error shows of a library's exception."""
+    text = str(ex).strip()
+    return text.splitlines()[0][:limit] if text else type(ex).__name__

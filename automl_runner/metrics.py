@@ -15,6 +15,8 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
+from .records import IterationResult
+
 
 @dataclass(frozen=True)
 class Fold:
@@ -203,3 +205,17 @@ def better(metric: str, a: float, b: float | None) -> bool:
     if np.isnan(a):
         return False
     return a > b if METRICS[metric].greater_is_better else a < b
+
+
+def best_first(metric: str) -> Callable[[IterationResult], tuple[float, int]]:
+    """Sort key ranking results best first by their mean `metric`, ties to the earlier
+    iteration; results without a finite score go last."""
+    sign = -1.0 if METRICS[metric].greater_is_better else 1.0
+
+    def key(r: IterationResult) -> tuple[float, int]:
+        score = r.mean(metric)
+        if score is None or not np.isfinite(score):
+            return (np.inf, r.iteration)
+        return (sign * score, r.iteration)
+
+    return key

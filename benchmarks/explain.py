@@ -22,6 +22,7 @@ import pandas as pd
 from sklearn.datasets import make_classification
 
 import automl_runner
+from automl_runner.config.settings import settings
 from automl_runner.experiment import explain_finished_run
 
 
@@ -42,7 +43,7 @@ def measure(name: str, overrides: list[str], repeats: int, store: list[str]) -> 
     result = automl_runner.run([*overrides, "automl.model_explainability=false", *store])
     times, walls, info = [], [], None
     for _ in range(repeats):
-        cfg = automl_runner.compose([f"explain.only={result.parent_run_id}", *store])
+        cfg = settings(automl_runner.compose([f"explain.only={result.parent_run_id}", *store]))
         start = time.perf_counter()
         info = explain_finished_run(cfg, cfg.explain.only)
         walls.append(time.perf_counter() - start)

@@ -101,7 +101,7 @@ def main() -> None:
                 extra[mode].append(gb)
                 seconds[mode].append(s)
                 size = size_gb
-    from automl_runner.tracking import EXAMPLE_MAX_MODEL_BYTES
+    from automl_runner.tracking.models import EXAMPLE_MAX_MODEL_BYTES
 
     med = {m: (statistics.median(extra[m]), statistics.median(seconds[m])) for m in MODES}
     print(

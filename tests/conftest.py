@@ -63,6 +63,14 @@ def store(tmp_path: Path) -> list[str]:
     return [f"tracking.store_dir={tmp_path / 'mlflow'}"]
 
 
+def typed(overrides=()):
+    """The typed config (config.settings) of these overrides, composed as the CLI does."""
+    import automl_runner
+    from automl_runner.config.settings import settings
+
+    return settings(automl_runner.compose(list(overrides)))
+
+
 def mlflow_runs(tracking_uri: str, experiment_id: str):
     """(parent runs, child runs) of an experiment, read back from the store."""
     from mlflow import MlflowClient

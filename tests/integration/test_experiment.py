@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BROKEN, INFINITE, NO_ENSEMBLES, SLEEPY, SLOW, mlflow_runs
+from conftest import BROKEN, INFINITE, NO_ENSEMBLES, SLEEPY, SLOW, mlflow_runs, typed
 from mlflow import MlflowClient
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 
 import automl_runner
-from automl_runner.experiment import NoModelError, tell_lag
+from automl_runner.experiment import NoModelError
+from automl_runner.search.ordering import tell_lag
 
 pytestmark = pytest.mark.slow
 
@@ -90,9 +91,9 @@ def _saved_model(result):
 def test_a_model_past_the_size_limit_is_logged_with_its_signature_and_no_example(
     ray_local, store, monkeypatch
 ):
-    from automl_runner import tracking
+    from automl_runner.tracking import models
 
-    monkeypatch.setattr(tracking, "EXAMPLE_MAX_MODEL_BYTES", 1)
+    monkeypatch.setattr(models, "EXAMPLE_MAX_MODEL_BYTES", 1)
     result = automl_runner.run(["data=iris", "automl.iterations=2", *NO_ENSEMBLES, *store])
     saved = _saved_model(result)
     assert saved.saved_input_example_info is None
@@ -109,7 +110,7 @@ def test_model_bytes_is_the_size_of_the_pickle():
 
     from sklearn.ensemble import RandomForestClassifier
 
-    from automl_runner.tracking import model_bytes
+    from automl_runner.tracking.models import model_bytes
 
     X, y = load_breast_cancer(return_X_y=True)
     model = RandomForestClassifier(30, random_state=0).fit(X, y)
@@ -192,9 +193,9 @@ def test_experiment_timeout_cancels_in_flight_and_bounds_the_whole_experiment(ra
 def test_all_iterations_failing_is_one_clear_error_and_a_failed_parent(ray_local, store):
     with pytest.raises(NoModelError, match="no iteration completed"):
         automl_runner.run([BROKEN, "automl.allowed_models=[Broken]", "automl.iterations=2", *store])
-    from automl_runner.tracking import store_uri
+    from automl_runner.tracking.connection import store_uri
 
-    uri = store_uri(automl_runner.compose(store).tracking)[0]
+    uri = store_uri(typed(store).tracking)[0]
     exp = MlflowClient(uri).get_experiment_by_name("automl-digits")
     parents, children = mlflow_runs(uri, exp.experiment_id)
     assert [p.info.status for p in parents] == ["FAILED"] and len(children) == 2
@@ -356,10 +357,10 @@ def test_with_large_data_the_mlflow_store_opens_once_the_data_is_in_the_object_s
 ):
     """Small data: MLflow opens while Ray starts. Large data: after the put, so MLflow's
     memory does not add to the moment the data exists twice; every run is logged alike."""
-    from automl_runner import experiment
+    from automl_runner.experiment import setup
 
     events: list[str] = []
-    open_tracker, init = experiment._open_tracker, experiment.RayExecutor.__init__
+    open_tracker, init = setup.open_tracker, setup.RayExecutor.__init__
 
     def spy_open(*args, **kwargs):
         events.append("open store")
@@ -369,11 +370,11 @@ def test_with_large_data_the_mlflow_store_opens_once_the_data_is_in_the_object_s
         init(self, *args, **kwargs)
         events.append("data put")
 
-    monkeypatch.setattr(experiment, "_open_tracker", spy_open)
-    monkeypatch.setattr(experiment.RayExecutor, "__init__", spy_init)
+    monkeypatch.setattr(setup, "open_tracker", spy_open)
+    monkeypatch.setattr(setup.RayExecutor, "__init__", spy_init)
     # iris is 4.8 kB: "large" moves the threshold below it
-    threshold = 1024 if large else experiment.OPEN_TRACKER_EARLY_BELOW_BYTES
-    monkeypatch.setattr(experiment, "OPEN_TRACKER_EARLY_BELOW_BYTES", threshold)
+    threshold = 1024 if large else setup.OPEN_TRACKER_EARLY_BELOW_BYTES
+    monkeypatch.setattr(setup, "OPEN_TRACKER_EARLY_BELOW_BYTES", threshold)
     result = automl_runner.run(["data=iris", "automl.iterations=2", *NO_ENSEMBLES, *store])
     assert events == (["data put", "open store"] if large else ["open store", "data put"])
     parents, children = mlflow_runs(result.tracking_uri, result.experiment_id)
@@ -462,8 +463,8 @@ def test_a_failing_ensemble_is_a_failed_iteration_and_the_experiment_goes_on(ray
 def test_the_ensembles_are_tasks_run_as_many_at_once_as_there_are_slots(
     ray_local, store, monkeypatch, slots
 ):
-    from automl_runner.control import DriverChannel
-    from automl_runner.executor import RayExecutor
+    from automl_runner.engine.ray_executor import RayExecutor
+    from automl_runner.tracking.control import DriverChannel
 
     in_flight_at_submit = []
     submit = RayExecutor.submit_ensemble

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import typed
 from mlflow import MlflowClient
 
 import automl_runner
@@ -95,7 +96,7 @@ def test_explain_only_explains_a_finished_run_again(ray_local, store):
     client = MlflowClient(result.tracking_uri)
     assert "automl.explanation" not in client.get_run(result.parent_run_id).data.tags
     n_runs = len(client.search_runs([result.experiment_id]))
-    cfg = automl_runner.compose(
+    cfg = typed(
         [
             f"explain.only={result.best_run_id}",
             "explain.explainer=kernel",

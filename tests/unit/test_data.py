@@ -5,9 +5,9 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import typed
 from sklearn.datasets import load_digits
 
-import automl_runner
 from automl_runner.data import load
 from automl_runner.errors import ConfigError, DataError
 
@@ -27,7 +27,7 @@ def get_data():
 
 
 def _cfg(*overrides):
-    return automl_runner.compose(list(overrides))
+    return typed(overrides)
 
 
 def _script(tmp_path, body: str, name: str = "get_data.py"):
@@ -204,7 +204,7 @@ def test_nullable_pandas_dtypes_load_into_what_the_pipeline_can_fit(tmp_path):
     cfg = _cfg("data=file", f"data.path={path}", "data.target=label")
     ds = load(cfg.data, cfg.automl)
     assert ds.numeric == ["count", "flag"] and ds.categorical == ["city", "tier"]
-    from automl_runner.space import _prepare
+    from automl_runner.worker.pipeline import _prepare
 
     Xt = _prepare(ds.numeric, ds.categorical, dataframe=True).fit_transform(ds.X)
     assert Xt.shape[0] == n and np.isfinite(Xt).all()
@@ -235,8 +235,8 @@ def test_date_columns_become_numbers_in_the_pipeline(tmp_path):
     assert ds.summary("classification")["date_columns"] == 2
     # a zone is converted to UTC and dropped (MLflow's model signature takes naive times)
     assert ds.X["seen"].dt.tz is None and ds.X["seen"][0] == pd.Timestamp("2022-12-31 23:00")
-    from automl_runner.explain import feature_sources
-    from automl_runner.space import _prepare
+    from automl_runner.worker.features import feature_sources
+    from automl_runner.worker.pipeline import _prepare
 
     prepare = _prepare(ds.numeric, ds.categorical, True, ds.dates).fit(ds.X)
     Xt = prepare.transform(ds.X)

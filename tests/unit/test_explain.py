@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import typed
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import automl_runner
 from automl_runner.data import Dataset
-from automl_runner.experiment import prepare
-from automl_runner.explain import explain_pipeline, model_output
-from automl_runner.search import TPESearch
+from automl_runner.experiment.setup import prepare
+from automl_runner.search.tpe import TPESearch
 from automl_runner.space import SearchSpace
-from automl_runner.worker import raw_names, refit
+from automl_runner.worker.explain import explain_pipeline, model_output, raw_names
+from automl_runner.worker.iteration import refit
 
 CASES = {
     "binary": (lambda: load_breast_cancer(return_X_y=True, as_frame=True), "classification"),
@@ -38,10 +38,12 @@ def fitted(case: str, family: str):
     load, task = CASES[case]
     X, y = load()
     overrides = ["automl=regression", "data=diabetes"] if task == "regression" else []
-    cfg = automl_runner.compose([*overrides, f"automl.allowed_models=[{family}]"])
+    cfg = typed([*overrides, f"automl.allowed_models=[{family}]"])
     ds = Dataset("t", X, y.to_numpy(), numeric=list(X.columns))
     data = prepare(ds, cfg.automl)
-    candidate = TPESearch(SearchSpace.from_config(cfg), seed=0, metric="AUC_weighted").ask(1)[0]
+    candidate = TPESearch(
+        SearchSpace.for_task(cfg.search_space, cfg.automl), seed=0, metric="AUC_weighted"
+    ).ask(1)[0]
     return refit(candidate, data), X, data
 
 
@@ -116,7 +118,7 @@ def test_a_classifier_behind_the_label_encoder_is_explained_itself():
     explainer's values add up to the probabilities of the classes as named."""
     from automl_test_estimators import ZeroToKClassifier  # tests/helpers, on the path
 
-    from automl_runner.space import encode_labels
+    from automl_runner.worker.pipeline import encode_labels
 
     X, y = load_iris(return_X_y=True, as_frame=True)
     names = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
@@ -148,10 +150,12 @@ def test_one_hot_and_indicator_columns_sum_back_to_their_source_column():
     )
     X.loc[::10, "noise"] = np.nan
     y = np.where(X["city"].isin(["paris", "rome"]), "south", "north")
-    cfg = automl_runner.compose(["automl.allowed_models=[LogisticRegression]"])
+    cfg = typed(["automl.allowed_models=[LogisticRegression]"])
     ds = Dataset("t", X, y, numeric=["city_size", "noise"], categorical=["city"])
     data = prepare(ds, cfg.automl)
-    candidate = TPESearch(SearchSpace.from_config(cfg), seed=0, metric="AUC_weighted").ask(1)[0]
+    candidate = TPESearch(
+        SearchSpace.for_task(cfg.search_space, cfg.automl), seed=0, metric="AUC_weighted"
+    ).ask(1)[0]
     pipeline = refit(candidate, data)
     rows = X.iloc[:30]
     e = explain_pipeline(

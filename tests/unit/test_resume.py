@@ -6,27 +6,30 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import typed
 from omegaconf import OmegaConf
 
 import automl_runner
+from automl_runner.config.schema import TrackingConfig
+from automl_runner.config.settings import describe, differing_keys
 from automl_runner.errors import ConfigError
-from automl_runner.resume import check_same_search, differing_keys, open_run, read_previous
-from automl_runner.search import RandomSearch, TPESearch
-from automl_runner.space import Candidate, SearchSpace
-from automl_runner.tracking import Tracker
-from automl_runner.worker import CANCELLED, COMPLETED, FAILED, IterationResult
+from automl_runner.records import CANCELLED, COMPLETED, FAILED, Candidate, IterationResult
+from automl_runner.search.random_search import RandomSearch
+from automl_runner.search.tpe import TPESearch
+from automl_runner.space import SearchSpace
+from automl_runner.tracking.resume import check_same_search, open_run, read_previous
+from automl_runner.tracking.store import Tracker
 
 
 def _tracker(tmp_path, cfg):
-    tracking = OmegaConf.create({"kind": "local", "store_dir": str(tmp_path / "mlflow")})
+    tracking = TrackingConfig(kind="local", store_dir=str(tmp_path / "mlflow"))
     tracker = Tracker(tracking, "resume-test")
     tracker.start_parent(
-        run_name="parent",
-        config=OmegaConf.to_container(cfg, resolve=True),
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        describe(cfg),
+        primary_metric="AUC_weighted",
+        estimators=list(cfg.search_space.estimators),
         overrides=[],
         data_summary=None,
-        primary_metric="AUC_weighted",
     )
     return tracker
 
@@ -124,7 +127,7 @@ def test_only_budgets_compute_tracking_and_explain_may_change_on_resume(tmp_path
             f"automl.resume={tracker.parent_id}",
         ]
     )
-    check_same_search(tracker.client, tracker.parent_id, same_search)
+    check_same_search(tracker.client, tracker.parent_id, describe(same_search).flat)
     other = automl_runner.compose(
         [
             "data=wine",
@@ -140,13 +143,13 @@ def test_only_budgets_compute_tracking_and_explain_may_change_on_resume(tmp_path
         "search_space.estimators.svc.params.C.high (1000.0 -> 5.0)",
     ]
     with pytest.raises(ConfigError, match=r"differs from that run's: automl.primary_metric"):
-        check_same_search(tracker.client, tracker.parent_id, other)
+        check_same_search(tracker.client, tracker.parent_id, describe(other).flat)
 
 
 @pytest.mark.parametrize("strategy", ["tpe", "random"])
 def test_the_search_never_proposes_a_candidate_it_was_told_about(strategy):
-    cfg = automl_runner.compose([])
-    space = SearchSpace.from_config(cfg)
+    cfg = typed([])
+    space = SearchSpace.for_task(cfg.search_space, cfg.automl)
 
     def make():
         if strategy == "tpe":

@@ -7,34 +7,33 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import typed
 from sklearn.datasets import load_breast_cancer, make_friedman1
 
-import automl_runner
 from automl_runner.data import Dataset
-from automl_runner.ensemble import (
+from automl_runner.experiment.budget import LOG_SECONDS, RESTART_SECONDS, finishing_seconds
+from automl_runner.experiment.record import Record
+from automl_runner.experiment.setup import prepare
+from automl_runner.records import COMPLETED, IterationResult
+from automl_runner.search.random_search import RandomSearch
+from automl_runner.search.tpe import TPESearch
+from automl_runner.space import SearchSpace
+from automl_runner.worker.blending import (
+    Scorer,
+    Selection,
+    greedy_weights,
+    stack_features,
+    voting_weights,
+)
+from automl_runner.worker.ensemble import (
     STACKING,
     VOTING,
-    Selection,
-    _Scorer,
-    greedy_weights,
     numbered,
     plan_ensembles,
     pool,
     run_ensemble,
-    stack_features,
-    voting_weights,
 )
-from automl_runner.experiment import (
-    LOG_SECONDS,
-    RESTART_SECONDS,
-    ExperimentResult,
-    _keep_best_predictions,
-    finishing_seconds,
-    prepare,
-)
-from automl_runner.search import RandomSearch, TPESearch
-from automl_runner.space import SearchSpace
-from automl_runner.worker import COMPLETED, IterationResult, refit, run_iteration
+from automl_runner.worker.iteration import refit, run_iteration
 
 
 def ensemble_iterations(
@@ -55,8 +54,8 @@ def ensemble_iterations(
 
 
 def _space(*overrides: str, **kw) -> tuple:
-    cfg = automl_runner.compose(list(overrides))
-    return cfg, SearchSpace.from_config(cfg, **kw)
+    cfg = typed(overrides)
+    return cfg, SearchSpace.for_task(cfg.search_space, cfg.automl, **kw)
 
 
 def _told(space, family_scores: dict[str, float], n: int = 1) -> list[IterationResult]:
@@ -362,7 +361,7 @@ def _binary_scorer(n: int) -> tuple:
     cfg, _ = _space()
     rng = np.random.default_rng(0)
     data = prepare(Dataset("t", rng.normal(size=(n, 3)), rng.integers(0, 2, n)), cfg.automl)
-    return _Scorer(data, "AUC_weighted"), rng
+    return Scorer(data, "AUC_weighted"), rng
 
 
 def _proba(z: np.ndarray) -> np.ndarray:
@@ -482,8 +481,9 @@ def test_the_ensemble_pool_holds_the_best_of_each_family_then_the_best_of_the_re
         "ElasticNet",
     ]
     # only the predictions the pool may need are kept in memory
-    result = ExperimentResult("", "", "", "RUNNING", "r2_score", results=results)
-    _keep_best_predictions(result, keep=2)
+    record = Record(None, "r2_score", keep_predictions=2)  # no tracker: nothing is logged
+    record.results.extend(results)
+    record._drop_predictions()
     kept = sorted(r.mean("r2_score") for r in results if r.oof is not None)
     assert kept == [0.5, 0.7, 0.87, 0.88, 0.89, 0.9]
 
@@ -515,7 +515,7 @@ def test_a_time_budget_keeps_the_refit_of_the_ensembles_members_for_after_the_se
     quick_start = finishing_seconds(results, data, cfg.automl, slots=8, restart=0.1)
     assert quick_start == pytest.approx(16 / 4 + 2.0 + fixed)
     # without ensembles only the best is refit; failed iterations count for nothing
-    off = automl_runner.compose(
+    off = typed(
         ["automl=regression", "automl.enable_voting_ensemble=false",
          "automl.enable_stack_ensemble=false"]
     ).automl  # fmt: skip

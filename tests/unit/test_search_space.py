@@ -3,21 +3,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BROKEN
+from conftest import BROKEN, typed
 from scipy import sparse
 from sklearn.datasets import make_classification, make_regression
 
-import automl_runner
-from automl_runner.data import Dataset, _type_columns, missing_values
-from automl_runner.experiment import prepare
-from automl_runner.search import TPESearch
+from automl_runner.data import Dataset
+from automl_runner.data.dataset import _type_columns, missing_values
+from automl_runner.experiment.setup import prepare
+from automl_runner.records import COMPLETED, FAILED
+from automl_runner.search.tpe import TPESearch
 from automl_runner.space import SearchSpace
-from automl_runner.worker import COMPLETED, FAILED, run_iteration
+from automl_runner.worker.iteration import run_iteration
+from automl_runner.worker.pipeline import pipeline_for
 
 
 def _space(*overrides, sparse_input=False):
-    cfg = automl_runner.compose(list(overrides))
-    return cfg, SearchSpace.from_config(cfg, sparse_input=sparse_input)
+    cfg = typed(overrides)
+    return cfg, SearchSpace.for_task(cfg.search_space, cfg.automl, sparse_input=sparse_input)
 
 
 def _prepared(cfg, X, y, **kw):
@@ -107,7 +109,7 @@ def test_cross_validation_scores_are_scikit_learns_on_the_same_folds(preprocesso
     assert result.status == COMPLETED, result.error
     auc, acc = [], []
     for train, valid in data.splits:
-        model = clone(data.pipeline(candidate)).fit(X[train], y[train])
+        model = clone(pipeline_for(data, candidate)).fit(X[train], y[train])
         auc.append(roc_auc_score(y[valid], model.predict_proba(X[valid])[:, 1]))
         acc.append(accuracy_score(y[valid], model.predict(X[valid])))
     np.testing.assert_allclose(result.fold_scores["AUC_weighted"], auc, rtol=1e-9)
@@ -127,7 +129,7 @@ def test_preprocess_handles_strings_nan_and_unseen_categories():
     y = np.where(X["cat"].fillna("a") == "a", "yes", "no")
     ds = Dataset("t", X, y, numeric=["num"], categorical=["cat"])
     data = prepare(ds, cfg.automl)
-    from automl_runner.worker import refit
+    from automl_runner.worker.iteration import refit
 
     candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
     model = refit(candidate, data)
@@ -195,7 +197,7 @@ def test_imputation_step_only_where_the_data_has_missing_values():
     candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
 
     def steps(data):
-        return list(data.pipeline(candidate).named_steps)
+        return list(pipeline_for(data, candidate).named_steps)
 
     assert steps(_prepared(cfg, X, y)) == ["scale", "model"]
     gap = X.copy()
@@ -232,7 +234,7 @@ def test_no_scaling_passes_the_features_through_unchanged():
     X, y = make_classification(80, 4, random_state=0)
     candidate = TPESearch(space, seed=0, metric="AUC_weighted").ask(1)[0]
     assert candidate.description.startswith("Unscaled ")
-    pipe = _prepared(cfg, pd.DataFrame(X, columns=list("abcd")), y).pipeline(candidate)
+    pipe = pipeline_for(_prepared(cfg, pd.DataFrame(X, columns=list("abcd")), y), candidate)
     pipe.fit(pd.DataFrame(X, columns=list("abcd")), y)
     out = pipe.named_steps["scale"].transform(X)
     assert out is X  # the identity: not even a copy

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -28,7 +28,10 @@ from hydra.core.utils import (
 from omegaconf import DictConfig, open_dict
 
 from ._plan import PIN, SPREAD, LauncherConfigError, Plan, make_plan
-from .ray_launcher import AutoMLRayLauncher
+
+if TYPE_CHECKING:
+    # the launcher imports this module when it launches; this one only names its type
+    from .ray_launcher import AutoMLRayLauncher
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def launch(
     plan = make_plan(launcher.address, launcher.num_cpus, launcher.spread_jobs, configs)
     if plan.address is None:
         # as compute=local does
-        from automl_runner.compute import keep_local_ray_on_loopback
+        from automl_runner.engine.compute import keep_local_ray_on_loopback
 
         keep_local_ray_on_loopback()
     import ray
@@ -130,7 +133,9 @@ def _connect(plan: Plan, init: dict[str, Any]) -> None:
     try:
         ray.init(address=plan.address, **kwargs)
     except Exception as ex:
-        first = (str(ex).strip().splitlines() or [type(ex).__name__])[0]
+        from automl_runner.errors import first_line
+
+        first = first_line(ex)
         raise LauncherConfigError(
             f"{plan.address_key}={plan.address}: cannot join a Ray cluster there ({first}); "
             "start one with `ray start --head` and pass the address it prints"

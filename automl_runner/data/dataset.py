@@ -1,0 +1,243 @@
+"""The data as loaded, and the checks it must pass before anything starts: shapes, the
+target against the task, the columns' types (numeric, categorical, dates).
+
+Everything here runs on the driver, before Ray starts, so bad data fails in a second
+with one line instead of after the cluster is up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ..config.schema import AutoMLConfig
+from ..dates import looks_like_dates
+from ..errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dataset:
+    """What get_data() returns, normalised: X as numpy, sparse or DataFrame; y 1-D numpy."""
+
+    name: str
+    X: Any
+    y: np.ndarray
+    X_valid: Any = None
+    y_valid: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None
+    # columns the pipeline one-hot encodes (DataFrame input only)
+    categorical: list[str] = field(default_factory=list)
+    # columns the pipeline imputes and scales (DataFrame input only)
+    numeric: list[str] = field(default_factory=list)
+    # columns of dates the pipeline turns into numbers (DataFrame input only; dates.py)
+    dates: list[str] = field(default_factory=list)
+    _missing_in_X: int | None = field(default=None, repr=False)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of X and X_valid (a DataFrame's object columns: their pointers only)."""
+        return sum(_nbytes(part) for part in (self.X, self.X_valid) if part is not None)
+
+    @property
+    def is_sparse(self) -> bool:
+        return sparse.issparse(self.X)
+
+    def missing_in_X(self) -> int:
+        """Missing values in X (sparse input: none; its zeros are data), counted once: the
+        driver later swaps X for the object-store copy of the same values."""
+        if self._missing_in_X is None:
+            self._missing_in_X = 0 if self.is_sparse else missing_values(self.X)
+        return self._missing_in_X
+
+    def has_missing(self) -> bool:
+        """Whether X or X_valid has a missing value."""
+        valid = self.X_valid
+        return self.missing_in_X() > 0 or (
+            valid is not None and not sparse.issparse(valid) and missing_values(valid) > 0
+        )
+
+    def summary(self, task: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "rows": self.n_rows,
+            "features": self.n_features,
+            "input": "sparse" if self.is_sparse else type(self.X).__name__,
+            "categorical_columns": len(self.categorical),
+            "date_columns": len(self.dates),
+            "validation_rows": 0 if self.X_valid is None else int(self.X_valid.shape[0]),
+            "sample_weight": self.sample_weight is not None,
+        }
+        if not self.is_sparse:
+            out["missing_values"] = self.missing_in_X()
+        if task == "classification":
+            classes, counts = np.unique(self.y, return_counts=True)
+            out["classes"] = len(classes)
+            out["class_counts"] = {str(c): int(n) for c, n in zip(classes, counts, strict=True)}
+        else:
+            out["target_min"], out["target_max"] = float(self.y.min()), float(self.y.max())
+        return out
+
+
+def _nbytes(X: Any) -> int:
+    if isinstance(X, pd.DataFrame):
+        return int(X.memory_usage(index=False, deep=False).sum())
+    if sparse.issparse(X):
+        return sum(int(a.nbytes) for a in vars(X).values() if isinstance(a, np.ndarray))
+    return int(getattr(X, "nbytes", 0))
+
+
+def missing_values(X: Any, chunk_rows: int = 65536) -> int:
+    """Missing values in a DataFrame or dense array, counted a block of rows at a time
+    (a mask of the whole array would be another eighth of its size)."""
+    if isinstance(X, pd.DataFrame):
+        return int(X.isna().sum().sum())
+    X = np.asarray(X)
+    if X.dtype.kind not in "fc":
+        return 0
+    return sum(
+        int(np.count_nonzero(np.isnan(X[i : i + chunk_rows])))
+        for i in range(0, X.shape[0], chunk_rows)
+    )
+
+
+def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
+    task = automl.task
+    pairs = [("X", ds.X, "y", ds.y)]
+    if ds.X_valid is not None or ds.y_valid is not None:
+        if ds.X_valid is None or ds.y_valid is None:
+            raise DataError(source, "X_valid and y_valid must be given together")
+        pairs.append(("X_valid", ds.X_valid, "y_valid", ds.y_valid))
+    for xk, X, yk, y in pairs:
+        if X.shape[0] != len(y):
+            raise DataError(
+                source, f"{xk} has {X.shape[0]} rows but {yk} has {len(y)}; they must match"
+            )
+    if ds.sample_weight is not None and len(ds.sample_weight) != len(ds.y):
+        raise DataError(
+            source, f"sample_weight has {len(ds.sample_weight)} values for {len(ds.y)} rows"
+        )
+    if ds.X_valid is not None and ds.X_valid.shape[1] != ds.X.shape[1]:
+        raise DataError(source, f"X_valid has {ds.X_valid.shape[1]} columns, X has {ds.X.shape[1]}")
+    if ds.n_rows < 2:
+        raise DataError(source, f"has {ds.n_rows} rows; need at least 2")
+    missing_y = pd.isna(ds.y)
+    if missing_y.any():
+        raise DataError(
+            source, f"y has {int(missing_y.sum())} missing values; drop those rows or fill them"
+        )
+    _type_columns(ds, automl, source)
+    if task == "regression":
+        try:
+            ds.y = ds.y.astype(float)
+            if ds.y_valid is not None:
+                ds.y_valid = ds.y_valid.astype(float)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "automl.task",
+                task,
+                f"{source}: the target has non-numeric values; use automl=classification",
+            ) from None
+        return
+    if ds.y.dtype.kind == "f" and not np.all(np.mod(ds.y, 1) == 0):
+        raise ConfigError(
+            "automl.task",
+            task,
+            f"{source}: the target is continuous ({len(np.unique(ds.y))} distinct values); use automl=regression",
+        )
+    classes, counts = np.unique(ds.y, return_counts=True)
+    if len(classes) < 2:
+        raise DataError(
+            source, f"y has a single class ({_label(classes[0])}); classification needs two or more"
+        )
+    folds = automl.n_cross_validations
+    if ds.X_valid is None and folds is not None and counts.min() < folds:
+        # stratified folds still work: some validate without those classes, and a model
+        # whose training rows lack one gives it probability 0 there (worker._fold)
+        rare = ", ".join(
+            f"{_label(c)} ({n})" for c, n in zip(classes, counts, strict=True) if n < folds
+        )
+        log.warning(
+            "%s: class(es) with fewer rows than the %d folds: %s; not every fold holds them",
+            source,
+            folds,
+            rare,
+        )
+    if ds.X_valid is None and folds is None and counts.min() < 2:
+        rare = classes[np.argmin(counts)]
+        raise DataError(
+            source,
+            f"class {_label(rare)} has a single row; a stratified holdout needs two per class",
+        )
+
+
+def _label(value: Any) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _type_columns(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
+    """Split DataFrame columns into numeric and categorical, and normalise their dtypes."""
+    if not isinstance(ds.X, pd.DataFrame):
+        if not ds.is_sparse and not np.issubdtype(np.asarray(ds.X).dtype, np.number):
+            raise DataError(source, "X is not numeric; give a DataFrame for string columns")
+        return
+    frames = [ds.X] + ([ds.X_valid] if isinstance(ds.X_valid, pd.DataFrame) else [])
+    numeric, categorical, dates = [], [], []
+    for col in ds.X.columns:
+        s = ds.X[col]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            numeric.append(col)
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            dates.append(col)
+        elif pd.api.types.is_timedelta64_dtype(s):
+            raise DataError(
+                source,
+                f"column {col!r} holds time spans; turn them into numbers (e.g. seconds) or drop the column",
+            )
+        elif looks_like_dates(s):
+            dates.append(col)
+        else:
+            categorical.append(col)
+    for frame in frames:
+        for col in numeric:
+            frame[col] = frame[col].astype(float)
+        for col in categorical:
+            # one dtype for every category value, every missing value NaN: mixed ints and
+            # strings in a column would otherwise break the encoder's sorting, and pandas'
+            # pd.NA (nullable string dtypes, Parquet) the imputer's missing-value test
+            as_objects = frame[col].astype(object)  # map() on a string dtype keeps pd.NA
+            frame[col] = as_objects.map(lambda v: np.nan if pd.isna(v) else str(v)).astype(object)
+        for col in dates:
+            if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+                # in UTC, without the zone: MLflow's model signature takes naive times only
+                frame[col] = frame[col].dt.tz_convert("UTC").dt.tz_localize(None)
+            elif not pd.api.types.is_datetime64_any_dtype(frame[col]):
+                frame[col] = frame[col].astype(object).where(frame[col].notna(), np.nan)
+    if (categorical or dates) and not automl.preprocess:
+        named = categorical + dates
+        shown = ", ".join(map(str, named[:5])) + (" ..." if len(named) > 5 else "")
+        raise ConfigError(
+            "automl.preprocess",
+            False,
+            f"{source} has string, categorical or date columns ({shown}); set automl.preprocess=true",
+        )
+    if dates:
+        log.info(
+            "date columns, turned into year, month, day, ... and days since 1970: %s",
+            ", ".join(map(str, dates)),
+        )
+    ds.numeric, ds.categorical, ds.dates = numeric, categorical, dates

@@ -1,0 +1,178 @@
+"""Where the data comes from, as the ``data`` group names it: a set scikit-learn ships,
+a data script's ``get_data()``, or a CSV or Parquet file; each read into a ``Dataset``
+and checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ..config.schema import AutoMLConfig, BuiltinData, DataConfig, FileData
+from ..config.settings import data_name
+from ..errors import ConfigError, DataError
+from .dataset import Dataset, check
+
+log = logging.getLogger(__name__)
+
+# what a data script's get_data() may return
+SCRIPT_KEYS = ("X", "y", "X_valid", "y_valid", "sample_weight")
+
+
+def load(data: DataConfig, automl: AutoMLConfig) -> Dataset:
+    """Load and check the data for this experiment; raise DataError/ConfigError on bad input."""
+    if isinstance(data, BuiltinData):
+        ds = _load_builtin(data.name)
+    elif isinstance(data, FileData):
+        ds = _load_file(data)
+    else:
+        ds = _load_script(Path(data.path).expanduser(), data.name)
+    check(ds, automl, source=source(data))
+    return ds
+
+
+def source(data: DataConfig) -> str:
+    """The data's name in an error line: data=digits or data.path=..."""
+    return f"data={data.name}" if isinstance(data, BuiltinData) else f"data.path={data.path}"
+
+
+def _load_builtin(name: str) -> Dataset:
+    from sklearn import datasets
+
+    if name == "digits":
+        # exactly the seed's get_data(): rows 10 onward, as numpy arrays
+        digits = datasets.load_digits()
+        return Dataset(name, digits.data[10:, :], digits.target[10:])
+    loader = getattr(datasets, f"load_{name}")
+    bunch = loader(as_frame=True)
+    return Dataset(name, bunch.data, bunch.target.to_numpy())
+
+
+def _load_script(path: Path, name: str | None) -> Dataset:
+    where = f"data.path={path}"
+    module_name = f"_automl_get_data_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise DataError(where, "cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    # let the script import modules that sit next to it
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+        get_data = getattr(module, "get_data", None)
+        if not callable(get_data):
+            raise DataError(where, "defines no get_data() function")
+        returned = get_data()
+    except DataError:
+        raise
+    except Exception as ex:  # the user's code: report its own error line
+        raise DataError(where, f"get_data() raised {_last_line(ex)}") from ex
+    finally:
+        sys.path.remove(str(path.parent.resolve()))
+    if not isinstance(returned, dict):
+        raise DataError(
+            where,
+            f"get_data() returned {type(returned).__name__}; expected a dict with keys X and y",
+        )
+    missing = [k for k in ("X", "y") if returned.get(k) is None]
+    if missing:
+        raise DataError(
+            where,
+            f"get_data() returned no {' or '.join(missing)}; keys: {', '.join(map(str, returned)) or 'none'}",
+        )
+    unknown = sorted(set(map(str, returned)) - set(SCRIPT_KEYS))
+    if unknown:
+        raise DataError(
+            where,
+            f"get_data() returned unknown key {unknown[0]!r}; allowed: {', '.join(SCRIPT_KEYS)}",
+        )
+    return Dataset(
+        name or "script",
+        _as_X(returned["X"], where, "X"),
+        _as_y(returned["y"], where, "y"),
+        None if returned.get("X_valid") is None else _as_X(returned["X_valid"], where, "X_valid"),
+        None if returned.get("y_valid") is None else _as_y(returned["y_valid"], where, "y_valid"),
+        None
+        if returned.get("sample_weight") is None
+        else _as_y(returned["sample_weight"], where, "sample_weight").astype(float),
+    )
+
+
+def _last_line(ex: BaseException) -> str:
+    lines = traceback.format_exception_only(type(ex), ex)
+    return " ".join(line.strip() for line in lines if line.strip())
+
+
+def _load_file(data: FileData) -> Dataset:
+    path = Path(data.path).expanduser()
+    where = f"data.path={data.path}"
+    fmt = data.format or path.suffix.lower().lstrip(".")
+    try:
+        frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+    except Exception as ex:
+        raise DataError(where, f"cannot be read as {fmt}: {_last_line(ex)}") from ex
+    if data.target not in frame.columns:
+        raise ConfigError(
+            "data.target", data.target, f"no such column in {path.name}; columns: {_columns(frame)}"
+        )
+    for col in data.drop_columns:
+        if col not in frame.columns or col == data.target:
+            raise ConfigError(
+                "data.drop_columns",
+                col,
+                f"no such feature column in {path.name}; columns: {_columns(frame)}",
+            )
+    frame = frame.drop(columns=list(data.drop_columns))
+    missing = frame[data.target].isna()
+    if missing.any():
+        log.warning("dropping %d rows whose target %r is missing", int(missing.sum()), data.target)
+        frame = frame.loc[~missing].reset_index(drop=True)
+    if frame.empty:
+        raise DataError(where, "has no rows with a target value")
+    y = frame.pop(data.target).to_numpy()
+    return Dataset(data_name(data), frame, y)
+
+
+def _columns(frame: pd.DataFrame, limit: int = 12) -> str:
+    cols = [str(c) for c in frame.columns]
+    return ", ".join(cols[:limit]) + (f", ... ({len(cols)} in all)" if len(cols) > limit else "")
+
+
+def _as_X(value: Any, where: str, key: str) -> Any:
+    if isinstance(value, pd.Series):
+        value = value.to_frame()
+    if isinstance(value, pd.DataFrame) or sparse.issparse(value):
+        X = value
+    else:
+        try:
+            X = np.asarray(value)
+        except Exception as ex:
+            raise DataError(
+                where,
+                f"{key} is a {type(value).__name__}; expected a 2-D array, sparse matrix or DataFrame",
+            ) from ex
+        if X.dtype == object:
+            X = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]) if X.ndim == 2 else X
+    if X.ndim != 2:
+        raise DataError(where, f"{key} has shape {X.shape}; expected 2-D (rows x features)")
+    if isinstance(X, pd.DataFrame):
+        X = X.copy()
+        X.columns = [str(c) for c in X.columns]
+    return X
+
+
+def _as_y(value: Any, where: str, key: str) -> np.ndarray:
+    y = value.to_numpy() if isinstance(value, pd.Series | pd.DataFrame) else np.asarray(value)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise DataError(where, f"{key} has shape {y.shape}; expected 1-D (one value per row)")
+    return y

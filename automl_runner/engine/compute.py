@@ -1,0 +1,149 @@
+"""Connect to the compute target named by the ``compute`` group: always a Ray instance."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ..config.schema import ComputeConfig, LocalCompute
+from ..errors import ComputeError, first_line
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cluster:
+    address: str
+    nodes: int
+    cpus: float
+
+    def slots(self, cpus_per_iteration: float) -> int:
+        """How many iterations fit at once."""
+        return max(1, math.floor(self.cpus / cpus_per_iteration + 1e-9))
+
+
+def _alive_nodes() -> list[dict]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def keep_local_ray_on_loopback() -> None:
+    """A single-machine Ray instance listens on 127.0.0.1, not this machine's outward IP.
+
+    Ray reads the setting once, when it is imported; a process that imported Ray already
+    keeps Ray's default.
+    """
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+@contextmanager
+def connect(compute: ComputeConfig) -> Iterator[Cluster]:
+    """Start or join Ray; shut down on exit only what was started here."""
+    if isinstance(compute, LocalCompute):
+        keep_local_ray_on_loopback()
+    import ray
+
+    started = False
+    if ray.is_initialized():
+        log.debug("reusing the Ray instance this process is already connected to")
+    else:
+        common: dict[str, Any] = dict(
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=True,
+        )
+        common.update(compute.init)
+        if isinstance(compute, LocalCompute):
+            # Ray's workers start when the first iterations are submitted, not when the
+            # driver connects: the data goes into the object store before that, and the
+            # moment of the put (the data twice) then has no idle worker processes beside
+            system = {"prestart_worker_first_driver": False, **common.get("_system_config", {})}
+            common["_system_config"] = system
+            # "local" starts a fresh instance even when a cluster is running on this machine
+            ray.init(address="local", num_cpus=compute.num_cpus, **common)
+        else:
+            _probe(compute.address)
+            if compute.node_ip_address:
+                common["_node_ip_address"] = compute.node_ip_address
+            try:
+                ray.init(address=compute.address, **common)
+            except Exception as ex:
+                raise ComputeError(_join_failure(compute.address, ex)) from ex
+        started = True
+    try:
+        if not isinstance(compute, LocalCompute):
+            _wait_for_nodes(compute.min_nodes, compute.timeout_minutes)
+        nodes = _alive_nodes()
+        cluster = Cluster(
+            address=ray.get_runtime_context().gcs_address,
+            nodes=len(nodes),
+            cpus=float(ray.cluster_resources().get("CPU", 0.0)),
+        )
+        if cluster.cpus < compute.cpus_per_iteration:
+            raise ComputeError(
+                f"compute.cpus_per_iteration={compute.cpus_per_iteration}: the cluster has only "
+                f"{cluster.cpus:g} CPUs"
+            )
+        yield cluster
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _wait_for_nodes(min_nodes: int, timeout_minutes: float) -> None:
+    deadline = time.monotonic() + timeout_minutes * 60
+    while True:
+        alive = len(_alive_nodes())
+        if alive >= min_nodes:
+            return
+        if time.monotonic() >= deadline:
+            raise ComputeError(
+                f"compute.min_nodes={min_nodes}: only {alive} node(s) joined within "
+                f"compute.timeout_minutes={timeout_minutes:g}; add nodes with "
+                "`ray start --address=HEAD:PORT` or lower min_nodes"
+            )
+        log.info("waiting for nodes: %d of %d joined", alive, min_nodes)
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens there."""
+    import socket
+
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as ex:
+        raise ComputeError(
+            f"compute.address={address}: cannot join a Ray cluster there ({ex.strerror or ex}); "
+            "start one with `ray start --head` and pass the address it prints"
+        ) from ex
+
+
+def _join_failure(address: str, ex: BaseException) -> str:
+    chain: list[str] = []
+    while ex is not None and len(chain) < 5:
+        chain.append(str(ex))
+        ex = ex.__cause__ or ex.__context__  # type: ignore[assignment]
+    text = " ".join(chain)
+    if "InvalidAuthToken" in text or "Authentication token" in text:
+        hint = (
+            "the cluster uses token authentication: set RAY_AUTH_MODE=token and make its "
+            "token available (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+        )
+    else:
+        hint = "start one with `ray start --head` and pass the address it prints"
+    first = first_line(RuntimeError(chain[0])) if chain and chain[0].strip() else "no answer"
+    return f"compute.address={address}: cannot join a Ray cluster there ({first}); {hint}"

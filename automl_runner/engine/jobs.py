@@ -1,0 +1,42 @@
+"""The Ray Jobs API, for experiments submitted to a cluster as Ray jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A Ray job as its API reports it."""
+
+    status: str
+    ended: bool
+    message: str
+
+
+def submit_job(address: str, entrypoint: str, metadata: dict[str, str]) -> str:
+    """Submit `entrypoint` as a Ray job at the Jobs API `address`; its job id."""
+    from ray.job_submission import JobSubmissionClient
+
+    return str(
+        JobSubmissionClient(address).submit_job(
+            entrypoint=entrypoint,
+            # the driver only waits and writes to MLflow: it must not take an iteration's CPU
+            entrypoint_num_cpus=0,
+            metadata=metadata,
+        )
+    )
+
+
+def job_state(address: str, job_id: str) -> JobState:
+    from ray.job_submission import JobSubmissionClient
+
+    info = JobSubmissionClient(address).get_job_info(job_id)
+    return JobState(str(info.status), bool(info.status.is_terminal()), info.message or "")
+
+
+def job_logs(address: str, job_id: str) -> str:
+    """The job's output (its driver's console)."""
+    from ray.job_submission import JobSubmissionClient
+
+    return str(JobSubmissionClient(address).get_job_logs(job_id))

@@ -1,0 +1,197 @@
+"""Iterations as Ray tasks (the Executor of every compute mode), reading one shared
+object-store copy of the data.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import (
+    CANCELLED,
+    FAILED,
+    TIMEOUT,
+    Candidate,
+    IterationResult,
+    PreparedData,
+    ended,
+)
+from ..worker.blending import Selection
+from ..worker.ensemble import build_ensemble, ensemble_candidate, run_ensemble
+from ..worker.explain import explain_best
+from ..worker.iteration import refit, run_iteration
+
+
+def node_name() -> str:
+    """host/Ray node id of the worker running this (several nodes may share a host)."""
+    import ray
+
+    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+
+
+def _iteration_task(iteration: int, candidate: Candidate, data: PreparedData) -> IterationResult:
+    result = run_iteration(iteration, candidate, data)
+    result.node = node_name()
+    return result
+
+
+def _ensemble_task(
+    kind: str,
+    members: list[IterationResult],
+    data: PreparedData,
+    metric: str,
+    selection: Selection,
+    iteration: int,
+) -> IterationResult:
+    result = run_ensemble(kind, members, data, metric, selection, iteration)
+    result.node = node_name()
+    return result
+
+
+@dataclass
+class _InFlight:
+    iteration: int
+    candidate: Candidate
+    started: float
+
+
+class RayExecutor:
+    """Iterations as Ray tasks reading one shared object-store copy of the data; an
+    Executor (``engine.executor``)."""
+
+    def __init__(
+        self,
+        data: PreparedData,
+        *,
+        timeout_s: float,
+        num_cpus: float = 1.0,
+        memory_mb: int | None = None,
+        max_retries: int = 0,
+    ) -> None:
+        import ray
+
+        self._ray = ray
+        # the data goes into the object store once; each task gets the reference
+        self.data_ref = ray.put(data)
+        # Ray reruns a task whose worker or node died (never one that raised: that is
+        # a FAILED iteration), on whatever node survives
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": max_retries}
+        if memory_mb:
+            options["memory"] = memory_mb * 1024 * 1024
+        self._task = ray.remote(_iteration_task).options(**options)
+        self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
+        self._explain = ray.remote(explain_best).options(num_cpus=num_cpus, max_retries=0)
+        self._ensemble = ray.remote(_ensemble_task).options(num_cpus=num_cpus, max_retries=0)
+        # (the member list, its object-store copy): both ensembles read one copy
+        self._members: tuple[list[IterationResult], Any] | None = None
+        self.timeout_s = timeout_s
+        self._running: dict[Any, _InFlight] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def running(self) -> dict[int, Candidate]:
+        """Iteration number -> candidate of what is in flight."""
+        return {f.iteration: f.candidate for f in self._running.values()}
+
+    def shared_data(self) -> PreparedData:
+        """The data as stored in the object store; numeric arrays are read-only views of it."""
+        data: PreparedData = self._ray.get(self.data_ref)
+        return data
+
+    def submit(self, iteration: int, candidate: Candidate) -> None:
+        ref = self._task.remote(iteration, candidate, self.data_ref)
+        self._running[ref] = _InFlight(iteration, candidate, time.monotonic())
+
+    def submit_ensemble(
+        self,
+        iteration: int,
+        kind: str,
+        members: list[IterationResult],
+        metric: str,
+        selection: Selection,
+    ) -> None:
+        """Build one ensemble in a task, like an iteration (timeout, cancel, failure)."""
+        if self._members is None or self._members[0] is not members:
+            self._members = (members, self._ray.put(members))
+        ref = self._ensemble.remote(
+            kind, self._members[1], self.data_ref, metric, selection, iteration
+        )
+        placeholder = ensemble_candidate(kind, members)
+        self._running[ref] = _InFlight(iteration, placeholder, time.monotonic())
+
+    def next_done(self, deadline: float | None = None) -> IterationResult | None:
+        """The next finished or timed-out iteration; None if `deadline` (monotonic) passes."""
+        ray = self._ray
+        while self._running:
+            now = time.monotonic()
+            expiry = min(f.started for f in self._running.values()) + self.timeout_s
+            wait_until = expiry if deadline is None else min(expiry, deadline)
+            ready, _ = ray.wait(
+                list(self._running), num_returns=1, timeout=max(0.0, wait_until - now)
+            )
+            if ready:
+                return self._collect(ready[0])
+            now = time.monotonic()
+            for ref, f in list(self._running.items()):
+                if now - f.started >= self.timeout_s:
+                    return self._kill(ref, TIMEOUT, f"iteration ran past {self.timeout_s:.0f} s")
+            if deadline is not None and now >= deadline:
+                return None
+        return None
+
+    def cancel(self, iteration: int, reason: str) -> IterationResult | None:
+        """Kill one running iteration (CANCELLED); None if it is not running.
+
+        One that has already finished is left for ``next_done`` to collect: its result is
+        real, and a cancel arriving after it would only hide it.
+        """
+        for ref, f in list(self._running.items()):
+            if f.iteration == iteration:
+                ready, _ = self._ray.wait([ref], timeout=0)
+                return None if ready else self._kill(ref, CANCELLED, reason)
+        return None
+
+    def cancel_all(self, reason: str) -> list[IterationResult]:
+        return [self._kill(ref, CANCELLED, reason) for ref in list(self._running)]
+
+    def refit(self, candidate: Candidate) -> Any:
+        if candidate.members:  # an ensemble: its members refit in parallel, then assembled
+            refs = [self._refit.remote(m, self.data_ref) for m in candidate.members]
+            return build_ensemble(candidate, self._ray.get(refs), self.shared_data())
+        return self._ray.get(self._refit.remote(candidate, self.data_ref))
+
+    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
+        """Explain the best model in a task; TimeoutError (task killed) past `timeout_s`."""
+        ref = self._explain.remote(model, self.data_ref, settings)
+        ready, _ = self._ray.wait([ref], timeout=timeout_s)
+        if not ready:
+            self._ray.cancel(ref, force=True)
+            raise TimeoutError(
+                f"explanation ran past explain.timeout_minutes ({timeout_s / 60:g} min)"
+            )
+        return self._ray.get(ref)
+
+    def _collect(self, ref: Any) -> IterationResult:
+        f = self._running.pop(ref)
+        try:
+            result: IterationResult = self._ray.get(ref)
+            return result
+        except Exception as ex:  # the worker died (OOM, node lost): the experiment goes on
+            return IterationResult(
+                f.iteration,
+                f.candidate,
+                FAILED,
+                duration=time.monotonic() - f.started,
+                error=f"{type(ex).__name__}: {ex}",
+                log=str(ex),
+            )
+
+    def _kill(self, ref: Any, status: str, reason: str) -> IterationResult:
+        f = self._running.pop(ref)
+        # only force=True stops a running task; it kills the worker process
+        self._ray.cancel(ref, force=True)
+        return ended(f.iteration, f.candidate, status, reason, time.monotonic() - f.started)

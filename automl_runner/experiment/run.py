@@ -1,0 +1,169 @@
+"""One experiment, phase after phase (DESIGN.md's data flow):
+
+    setup      validate, load the data, fix the splits, connect the compute, open the store
+    loop       ask, submit, collect, tell, log, show  (until a budget or a stop ends it)
+    finishing  the ensembles, the refit of the best, its model logged
+    explain    SHAP of the best model
+    report     the parent run ended with its true status; the summary printed
+
+``automl.resume`` continues an earlier parent run: what its iterations left is read
+back and told to the search first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from omegaconf import DictConfig
+
+from .. import console
+from ..config.settings import describe, settings
+from ..config.validate import validate
+from ..search.ordering import TellOrder
+from ..search.stopping import Stopper
+from ..search.strategy import make_strategy, portfolio_size
+from ..tracking import schema
+from ..tracking.control import DriverChannel
+from . import finishing, report
+from .budget import Budget
+from .explanation import explain
+from .logs import console_and_debug_log
+from .loop import SearchLoop
+from .record import ExperimentResult, Interrupted, NoModelError, Record
+from .setup import Setup, set_up
+from .steering import Steering
+
+log = logging.getLogger(__name__)
+
+
+def run_experiment(
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    serial: bool = False,
+    tags: dict[str, str] | None = None,
+) -> ExperimentResult:
+    """Run the experiment the composed config describes; see the module docstring.
+
+    `tags` go onto the parent run (a sweep marks its jobs' runs with them); `serial` runs
+    the iterations in this process instead of on Ray (debugging).
+    """
+    # experiment_timeout_minutes counts from here: loading the data and starting Ray are
+    # part of the experiment, as are the ensembles, the refit and logging the model
+    started = time.monotonic()
+    typed = settings(cfg)
+    validate(typed)
+    with (
+        console_and_debug_log(typed.automl),
+        set_up(typed, describe(cfg), list(overrides or []), dict(tags or {}), serial) as s,
+    ):
+        return _run(s, started)
+
+
+def search_loop(s: Setup, record: Record, steering: Steering, started: float) -> SearchLoop:
+    """The search loop over this setup: its strategy, when it stops, the order results
+    are told in, and the time budget; what earlier drivers finished is told first."""
+    automl, metric = s.cfg.automl, s.cfg.automl.primary_metric
+    strategy = make_strategy(automl.search, s.space, automl.seed, metric)
+    stopper = Stopper(automl, portfolio=portfolio_size(automl.search, s.space))
+    # with an iteration budget results are told in launch order (reproducible); with a
+    # time budget as they arrive (docs/budgets.md)
+    order = TellOrder(
+        strategy, stopper, ordered=automl.experiment_timeout_minutes is None, slots=s.slots
+    )
+    record.replay(s.previous)
+    for r in record.results:
+        order.replay(r)
+    budget = Budget(automl, s.data, s.slots, started, spent_before=s.previous.elapsed)
+    return SearchLoop(
+        automl,
+        strategy,
+        order,
+        s.executor,
+        record,
+        budget,
+        steering,
+        s.slots,
+        first_iteration=s.previous.next_iteration,
+    )
+
+
+def _run(s: Setup, started: float) -> ExperimentResult:
+    automl, metric = s.cfg.automl, s.cfg.automl.primary_metric
+    record = Record(s.tracker, metric, keep_predictions=automl.ensemble_candidates)
+    result = ExperimentResult(
+        s.tracker.uri,
+        s.tracker.experiment_id,
+        s.parent_id,
+        "RUNNING",
+        metric,
+        results=record.results,
+        run_ids=record.run_ids,
+    )
+    channel = DriverChannel(s.tracker.client, s.parent_id)
+    steering = Steering(channel, s.executor, record)
+    loop = search_loop(s, record, steering, started)
+    summary = s.summary
+    log.info(
+        "experiment %s: %s, %d rows x %d features, %d iterations, %d at a time",
+        s.tracker.experiment_name,
+        summary["name"],
+        summary["rows"],
+        summary["features"],
+        automl.iterations,
+        s.slots,
+    )
+    console.header(metric)
+    status = "FAILED"
+    try:
+        # what the budget counts before this point: earlier drivers', and this one's setup
+        channel.start(
+            automl.iterations,
+            automl.experiment_timeout_minutes,
+            s.previous.elapsed + time.monotonic() - started,
+        )
+        with steering.interrupts.installed():
+            search_start = time.monotonic()
+            loop.run()
+            stopped = loop.order.stopper.reason
+            if stopped is not None:
+                log.info("search stopped after %d iterations: %s", loop.number, stopped)
+                s.tracker.set_tags({schema.STOPPED_EARLY: stopped})
+            if not steering.interrupted:
+                finishing.build_ensembles(
+                    automl, s.data, s.executor, record, steering, s.slots, loop.number
+                )
+            steering.progress(schema.REFITTING)
+            result.search_seconds = time.monotonic() - search_start
+            result.best = record.best
+            if result.best is None:
+                if steering.interrupted:
+                    raise KeyboardInterrupt
+                raise NoModelError(
+                    f"no iteration completed ({len(result.results)} failed or timed out); "
+                    f"see their tracebacks in MLflow run {s.parent_id}"
+                )
+            result.model, result.model_uri = finishing.refit_and_log(
+                s.executor, s.tracker, result.best, s.dataset.X, steering
+            )
+            steering.interrupts.check()
+            if automl.model_explainability:
+                result.explanation = explain(
+                    s.cfg.explain, s.executor, s.tracker.client, s.parent_id, result.model
+                )
+            # Ctrl-C once: the best so far is logged, and the run says it was cut short
+            status = "KILLED" if steering.interrupts.requested else "FINISHED"
+    except KeyboardInterrupt as ex:
+        status = "KILLED"
+        for r in s.executor.cancel_all("interrupted"):
+            record.add(r)
+        raise Interrupted(s.parent_id) from ex
+    finally:
+        result.status = status
+        result.best = record.best
+        try:
+            channel.close(status)
+        finally:
+            report.finish(s.tracker, result, s.previous.elapsed + time.monotonic() - started)
+    report.print_summary(result, s.cfg.tracking)
+    return result

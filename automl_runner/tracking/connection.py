@@ -1,0 +1,75 @@
+"""Where the MLflow store is: its URI (and artifact root) from the tracking group, a check
+that a tracking server answers, a client of it, and the lock a fresh embedded store is
+opened under."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config.schema import TrackingConfig
+
+
+def store_uri(tracking: TrackingConfig) -> tuple[str, str | None]:
+    """(tracking URI, artifact root for new experiments) for the tracking group."""
+    if tracking.kind == "server":
+        return str(tracking.uri), None
+    root = Path(tracking.store_dir).expanduser().resolve()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
+
+
+# how long the first connection to a tracking server may take before the run gives up
+CONNECT_SECONDS = 10.0
+
+
+def check_reachable(uri: str) -> None:
+    """Raise ConnectionError at once if nothing listens at an http(s) tracking URI's host
+    and port. MLflow itself retries a refused connection with backoff for several seconds
+    (8 s here) before it reports it; a server that is down at start is a setting to fix,
+    not a hiccup."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as ex:
+        why = ex.strerror or str(ex) or type(ex).__name__
+        raise ConnectionError(f"no server answers at {parts.hostname}:{port} ({why})") from ex
+
+
+def client_for(uri: str | None) -> Any:
+    """An MLflow client of the store at `uri` (None: MLflow's default)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the default embedded store (tracking=local's store_dir)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or store_uri(TrackingConfig())[0]
+
+
+@contextmanager
+def file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (no-op for None or where fcntl is missing)."""
+    if path is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no fcntl; MLflow's own retries are all there is
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

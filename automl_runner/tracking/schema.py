@@ -1,0 +1,136 @@
+"""Every MLflow name one process writes and another reads: the runner's protocol over MLflow.
+
+Resume, status, ``automl-ctl``, a submitted job, the sweep summary and users' own
+queries read these from the store; nothing else in the package spells them. Layout and
+meaning: docs/mlflow-layout.md.
+"""
+
+from __future__ import annotations
+
+# --- every run the runner creates ---------------------------------------------------------
+KIND = "automl.kind"  # what the run is: one of the KIND_* values below
+KIND_EXPERIMENT = "experiment"  # an experiment's parent run
+KIND_ITERATION = "iteration"  # a search iteration's child run
+KIND_ENSEMBLE = "ensemble"  # an ensemble iteration's child run
+KIND_SWEEP = "sweep"  # a multirun's summary run (experiment SWEEP_EXPERIMENT)
+PARENT = "mlflow.parentRunId"  # MLflow's own tag nesting a child run under its parent
+
+# --- the parent run: what the experiment is --------------------------------------------------
+PRIMARY_METRIC = "automl.primary_metric"  # the metric the search optimises
+OVERRIDES = "automl.overrides"  # the command-line overrides, space-separated ("(none)")
+DATA = "automl.data"  # the data set's name; its presence says the data summary is logged
+RESUMES = "automl.resumes"  # how many times the experiment was resumed
+STOPPED_EARLY = "automl.stopped_early"  # why the search ended before its budget
+ERROR = "automl.error"  # why a submitted experiment failed before its driver started
+# the parent run's params: the flattened config, among them the budget (read by status for
+# runs whose driver never wrote the budget tags) and the data summary under this prefix
+ITERATIONS_PARAM = "automl.iterations"  # automl.iterations as a param
+TIMEOUT_PARAM = "automl.experiment_timeout_minutes"  # automl.experiment_timeout_minutes
+DATA_SUMMARY_PARAM = "data_summary."  # prefix of the data summary's params
+# artifacts
+CONFIG_ARTIFACT = "config/config.yaml"  # the resolved config (resume and explain.only read it)
+OVERRIDES_ARTIFACT = "config/overrides.txt"  # the overrides, one per line
+DATA_SUMMARY_ARTIFACT = "data_summary.json"  # rows, features, classes, missing values
+LEADERBOARD_ARTIFACT = "leaderboard.csv"  # every iteration, best first
+
+
+def resume_overrides_artifact(resume: int) -> str:
+    """The overrides of the `resume`-th resume, one per line."""
+    return f"config/overrides-resume-{resume}.txt"
+
+
+# --- the parent run: its outcome -----------------------------------------------------------
+BEST_ITERATION = "automl.best_iteration"  # number of the best iteration (so far)
+BEST_PIPELINE = "automl.best_pipeline"  # its pipeline, as the console shows it
+BEST_RUN_ID = "automl.best_run_id"  # its child run
+BEST_MODEL_URI = "automl.best_model_uri"  # the refit best model, models:/m-...
+MODEL_PARENT = "automl.parent_run_id"  # on the logged model: the parent run it belongs to
+DURATION = "duration_seconds"  # metric: the whole experiment (parent) or one iteration (child)
+SEARCH_SECONDS = "search_seconds"  # metric: the search loop, first launch to last result
+# metrics iterations_<count>: search iterations by status, ensembles, and (live) running
+COUNTS = ("completed", "failed", "timed_out", "cancelled", "ensembles")
+
+
+def count_metric(count: str) -> str:
+    return f"iterations_{count}"
+
+
+def best_metric(metric: str) -> str:
+    """The best score so far, stepped by finished iteration."""
+    return f"best_{metric}"
+
+
+def final_metric(metric: str) -> str:
+    """The best score when the experiment ended (what a sweep compares)."""
+    return f"best_{metric}_final"
+
+
+# --- the parent run: live progress, kept by the driver ---------------------------------------
+STATE = "automl.state"  # one of ACTIVE while a driver works, then the run's end status
+# the values of STATE while the experiment is (or is about to be) at work
+SUBMITTED = "SUBMITTED"  # created by automl-ctl submit; its driver has not started
+SEARCHING = "RUNNING"  # the search loop runs
+STOPPING = "STOPPING"  # a stop request or Ctrl-C: what runs is being cancelled
+ENSEMBLING = "ENSEMBLING"  # the ensembles are being built
+REFITTING = "REFITTING"  # the best is refit, logged and explained
+ACTIVE = (SUBMITTED, SEARCHING, STOPPING, ENSEMBLING, REFITTING)
+RUNNING = "automl.running"  # JSON [[iteration, pipeline, started (epoch s)], ...]
+DRIVER = "automl.driver"  # host:pid of the driver writing this run
+HEARTBEAT = "automl.heartbeat"  # epoch seconds of the driver's latest write
+SESSION_STARTED = "automl.session_started"  # epoch seconds this driver started
+ELAPSED_BEFORE = "automl.elapsed_before"  # seconds spent by earlier drivers (resumed runs)
+BUDGET_ITERATIONS = "automl.budget.iterations"  # automl.iterations of the running driver
+BUDGET_MINUTES = "automl.budget.minutes"  # automl.experiment_timeout_minutes ("" = none)
+JOB_ID = "automl.job_id"  # the Ray job running the driver (submitted experiments)
+JOB_ADDRESS = "automl.job_address"  # the Ray Jobs API it was submitted to
+JOB_RUN_ID = "automl.run_id"  # in a submitted Ray job's metadata: its parent run
+
+# --- the parent run: requests, set by anyone, answered by the driver in the same tag ---------
+STOP = "automl.control.stop"  # requested -> stopping
+CANCEL = "automl.control.cancel."  # + iteration number: requested -> cancelled | ignored: why
+REQUESTED = "requested"  # the value that asks
+
+
+def cancel_tag(iteration: int) -> str:
+    return f"{CANCEL}{iteration}"
+
+
+def is_request(key: str) -> bool:
+    return key == STOP or key.startswith(CANCEL)
+
+
+# --- the parent run: the explanation -------------------------------------------------------
+EXPLANATION = "automl.explanation"  # ok, or failed: / timeout: with the reason
+EXPLAINER = "automl.explainer"  # the SHAP explainer used
+TOP_FEATURES = "automl.top_features"  # the most important columns, comma-separated
+EXPLANATION_FOLDER = "explanation"  # artifacts: summary.json, shap_values.csv, plots
+IMPORTANCE_METRIC = "importance."  # metric prefix: + column, its mean |SHAP value|
+
+# --- a child run: one iteration -------------------------------------------------------------
+ITERATION = "automl.iteration"  # its number
+STATUS = "automl.status"  # COMPLETED, FAILED, TIMEOUT or CANCELLED
+PIPELINE = "automl.pipeline"  # as the console shows it
+NODE = "automl.node"  # host/Ray node id that ran it
+ORIGIN = "automl.origin"  # portfolio, tpe, random or ensemble
+FAMILY = "automl.family"  # the estimator family (allowed_models' names)
+CANDIDATE = "automl.candidate"  # JSON of every field of its candidate (resume reads it)
+FOLD_SCORES = "automl.fold_scores"  # JSON metric -> per-fold scores (resume reads it)
+# a tag value past MLflow's length limit is this prefix + the artifact that holds it
+LONG_TAG_PREFIX = "@"
+
+
+def fold_metric(metric: str, fold: int) -> str:
+    return f"{metric}_fold_{fold}"
+
+
+def std_metric(metric: str) -> str:
+    return f"{metric}_std"
+
+
+# --- sweeps ----------------------------------------------------------------------------------
+SWEEP_EXPERIMENT = "automl-sweeps"  # the MLflow experiment of the sweeps' summary runs
+SWEEP_DIR = "automl.sweep_dir"  # on a job's parent run and the sweep run: the Hydra sweep dir
+SWEEP_JOB = "automl.sweep_job"  # on a job's parent run: its job number
+SWEEP_RUN_ID = "automl.sweep_run_id"  # on a job's parent run: the sweep's summary run
+SWEEP_JOBS = "automl.jobs"  # on the sweep run: the jobs' parent runs, comma-separated
+SWEEP_SUMMARY_ARTIFACT = "sweep_summary.csv"  # the sweep's table

@@ -1,0 +1,280 @@
+"""SHAP explanations of the best pipeline, in engineered features and in the user's columns.
+
+The estimator is explained on the features it sees (after imputation, encoding and
+scaling); values of engineered columns are then summed back to the raw column they came
+from (one-hot columns and missing-value indicators to their source), which keeps the
+explanation additive. ``explain_pipeline`` is a pure function: it runs in a Ray task.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..records import PreparedData
+from .features import feature_sources, split_pipeline, transform
+from .pipeline import take_rows
+
+TREE_FAMILIES = (
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesClassifier",
+    "ExtraTreesRegressor",
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+    "GradientBoostingClassifier",
+    "GradientBoostingRegressor",
+)
+
+
+@dataclass
+class Explanation:
+    """The seed's six outputs plus what is needed to read and check them."""
+
+    explainer: str
+    # which model output the values add up to: probability, log-odds, decision_function, prediction
+    output: str
+    # class labels for classification (one explanation per class), None for regression
+    classes: list[str] | None
+    raw_names: list[str]
+    engineered_names: list[str]
+    # for each engineered feature, the raw column it came from
+    source: list[str]
+    # (outputs, rows, engineered features)
+    shap_engineered: np.ndarray
+    # (outputs,)
+    expected: np.ndarray
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shap_raw(self) -> np.ndarray:
+        """(outputs, rows, raw columns): engineered values summed per source column."""
+        index = {name: i for i, name in enumerate(self.raw_names)}
+        out = np.zeros(self.shap_engineered.shape[:2] + (len(self.raw_names),))
+        for j, src in enumerate(self.source):
+            out[:, :, index[src]] += self.shap_engineered[:, :, j]
+        return out
+
+    def overall(self, raw: bool = True) -> tuple[list[float], list[str]]:
+        """overall_summary (mean |SHAP| per feature, descending) and overall_imp (names)."""
+        values = self.shap_raw if raw else self.shap_engineered
+        names = self.raw_names if raw else self.engineered_names
+        # mean over rows of the absolute value, summed over classes
+        imp = np.abs(values).mean(axis=1).sum(axis=0)
+        order = np.argsort(-imp, kind="stable")
+        return [float(imp[i]) for i in order], [names[i] for i in order]
+
+    def per_class(
+        self, raw: bool = True
+    ) -> tuple[list[list[float]], list[list[str]]] | tuple[None, None]:
+        """per_class_summary and per_class_imp: the same ranking within each class."""
+        if self.classes is None:
+            return None, None
+        values = self.shap_raw if raw else self.shap_engineered
+        names = self.raw_names if raw else self.engineered_names
+        summaries, imps = [], []
+        for k in range(values.shape[0]):
+            imp = np.abs(values[k]).mean(axis=0)
+            order = np.argsort(-imp, kind="stable")
+            summaries.append([float(imp[i]) for i in order])
+            imps.append([names[i] for i in order])
+        return summaries, imps
+
+
+def _choose(model: Any, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if type(model).__name__ in TREE_FAMILIES:
+        return "tree"
+    if hasattr(model, "coef_") and hasattr(model, "intercept_"):
+        return "linear"
+    return "kernel"
+
+
+def output_kind(model: Any, explainer: str, task: str) -> str:
+    """Which output of the model the SHAP values of this explainer add up to."""
+    if task == "regression":
+        return "prediction"
+    name = type(model).__name__
+    if explainer == "tree":
+        return "log-odds" if "GradientBoosting" in name else "probability"
+    if explainer == "linear":
+        return "decision_function"
+    return "probability" if hasattr(model, "predict_proba") else "decision_function"
+
+
+def model_output(pipeline: Any, X: Any, output: str) -> np.ndarray:
+    """(outputs, rows) values of `output` for raw rows X; what the explanation adds up to."""
+    _, model = split_pipeline(pipeline)
+    Z = transform(pipeline, X)
+    return _raw_output(model, Z, output)
+
+
+def _raw_output(model: Any, Z: np.ndarray, output: str) -> np.ndarray:
+    if output == "prediction":
+        return np.asarray(model.predict(Z), dtype=float)[None, :]
+    if output == "probability":
+        return np.asarray(model.predict_proba(Z)).T
+    # log-odds of gradient boosting is its decision function
+    d = np.asarray(model.decision_function(Z))
+    if d.ndim == 1:  # binary: one margin for the positive class; the negative is its mirror
+        return np.vstack([-d, d])
+    return d.T
+
+
+def _as_outputs(
+    values: Any, expected: Any, n_rows: int, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """SHAP's shapes -> (outputs, rows, features) and (outputs,); binary single output mirrored."""
+    v = np.asarray(values, dtype=float)
+    e = np.atleast_1d(np.asarray(expected, dtype=float))
+    if isinstance(values, list):
+        v = np.stack([np.asarray(x, dtype=float) for x in values])
+    elif v.ndim == 3:
+        v = np.moveaxis(v, 2, 0)
+    elif v.ndim == 2:
+        v = v[None]
+    assert v.shape[1:] == (n_rows, n_features), v.shape
+    if e.size == 1 and v.shape[0] == 1:
+        e = e.reshape(1)
+    return v, e
+
+
+def explain_pipeline(
+    pipeline: Any,
+    X_rows: Any,
+    X_background: Any,
+    *,
+    task: str,
+    classes: list[Any] | None,
+    raw_names: list[str],
+    explainer: str = "auto",
+    background_size: int = 100,
+    kernel_kmeans: int = 10,
+    kernel_rows: int = 30,
+    kernel_nsamples: int | None = 1024,
+    seed: int = 0,
+) -> Explanation:
+    """Explain the pipeline's final estimator on X_rows; see the module docstring."""
+    import warnings
+
+    import shap
+
+    start = time.perf_counter()
+    _, model = split_pipeline(pipeline)
+    Z = transform(pipeline, X_rows)
+    rng = np.random.default_rng(seed)
+    bg_idx = rng.choice(
+        X_background.shape[0], min(background_size, X_background.shape[0]), replace=False
+    )
+    bg_rows = (
+        X_background.iloc[np.sort(bg_idx)]
+        if isinstance(X_background, pd.DataFrame)
+        else X_background[np.sort(bg_idx)]
+    )
+    Zb = transform(pipeline, bg_rows)
+    names, sources = feature_sources(pipeline, raw_names)
+    notes: list[str] = []
+    chosen = _choose(model, explainer)
+    values = expected = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if chosen == "tree":
+            try:
+                ex = shap.TreeExplainer(model)
+                values, expected = ex.shap_values(Z), ex.expected_value
+            except Exception as err:  # e.g. multiclass GradientBoostingClassifier
+                if explainer != "auto":
+                    raise
+                notes.append(
+                    f"tree explainer refused {type(model).__name__} ({str(err).splitlines()[0][:200]}); used kernel"
+                )
+                chosen = "kernel"
+        if chosen == "linear":
+            ex = shap.LinearExplainer(model, Zb)
+            values, expected = ex.shap_values(Z), ex.expected_value
+        output = output_kind(model, chosen, task)
+        if chosen in ("kernel", "permutation"):
+            # model-agnostic explainers call the model thousands of times per row
+            if Z.shape[0] > kernel_rows:
+                notes.append(
+                    f"{chosen} explainer: explained the first {kernel_rows} of {Z.shape[0]} rows"
+                )
+                Z = Z[:kernel_rows]
+
+            def f(data: np.ndarray) -> np.ndarray:
+                return _raw_output(model, np.asarray(data, dtype=float), output).T
+
+            if chosen == "kernel":
+                k = min(kernel_kmeans, Zb.shape[0])
+                ex = shap.KernelExplainer(f, shap.kmeans(Zb, k) if k < Zb.shape[0] else Zb)
+                np.random.seed(
+                    seed
+                )  # the kernel explainer samples coalitions with numpy's global RNG
+                nsamples = (
+                    "auto"
+                    if kernel_nsamples is None
+                    else min(kernel_nsamples, 2 * Z.shape[1] + 2048)
+                )
+                values, expected = (
+                    ex.shap_values(Z, silent=True, nsamples=nsamples),
+                    ex.expected_value,
+                )
+            else:
+                ex = shap.PermutationExplainer(f, Zb, seed=seed)
+                result = ex(Z, silent=True)
+                values, expected = result.values, result.base_values[0]
+    v, e = _as_outputs(values, expected, Z.shape[0], Z.shape[1])
+    if task == "classification" and v.shape[0] == 1:  # binary margin: mirror for class 0
+        v, e = np.concatenate([-v, v]), np.concatenate([-e, e])
+    return Explanation(
+        explainer=chosen,
+        output=output,
+        classes=None if classes is None else [str(c) for c in classes],
+        raw_names=list(raw_names),
+        engineered_names=names,
+        source=sources,
+        shap_engineered=v,
+        expected=e,
+        seconds=time.perf_counter() - start,
+        notes=notes,
+    )
+
+
+def raw_names(X: Any) -> list[str]:
+    """The user's column names (x0, x1, ... for arrays without names)."""
+    if isinstance(X, pd.DataFrame):
+        return [str(c) for c in X.columns]
+    return [f"x{i}" for i in range(X.shape[1])]
+
+
+def explain_best(model: Any, data: PreparedData, settings: dict[str, Any]) -> tuple[Any, Any]:
+    """(Explanation, the raw rows it explains) for the refit best pipeline.
+
+    `settings`: `rows` (how many to explain) plus explain_pipeline's keyword arguments.
+    """
+    options = dict(settings)
+    wanted = options.pop("rows")
+    source = data.X_valid if data.X_valid is not None else data.X
+    n = source.shape[0]
+    rng = np.random.default_rng(data.seed)
+    idx = np.arange(n) if n <= wanted else np.sort(rng.choice(n, wanted, replace=False))
+    rows = take_rows(source, idx)
+    explanation = explain_pipeline(
+        model,
+        rows,
+        data.X,
+        task=data.task,
+        classes=None if data.classes is None else list(data.classes),
+        raw_names=raw_names(data.X),
+        seed=data.seed,
+        **options,
+    )
+    return explanation, take_rows(rows, np.arange(explanation.shap_engineered.shape[1]))
