@@ -97,7 +97,23 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
         yield cluster
     finally:
         if started:
-            ray.shutdown()
+            _shutdown(ray)
+
+
+def _shutdown(ray: Any) -> None:
+    """ray.shutdown(), which a Ctrl-C does not cut short: the run has ended already, and
+    a KeyboardInterrupt from inside Ray's teardown would only print its traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        ray.shutdown()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _wait_for_nodes(min_nodes: int, timeout_minutes: float) -> None:
