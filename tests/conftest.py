@@ -36,6 +36,16 @@ SLEEPY = (
 )
 
 
+def require_boost(module: str):
+    """The optional boosted learner `module` (the boost extra): skipped where it is not
+    installed, a failure where CI installed it (AUTOML_TEST_REQUIRE_BOOST=1)."""
+    if os.environ.get("AUTOML_TEST_REQUIRE_BOOST") == "1":
+        import importlib
+
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """One real Ray instance (2 CPUs) shared by a module's in-process experiments.

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import typed
+from conftest import require_boost, typed
 from sklearn.datasets import load_breast_cancer, make_friedman1
 
 from automl_runner.data import Dataset
@@ -274,7 +274,7 @@ def test_a_family_taking_labels_0_to_k_only_is_fitted_behind_a_label_encoder(enc
 
 
 def test_xgboost_fits_string_labels_and_a_fold_missing_a_class():
-    pytest.importorskip("xgboost")
+    require_boost("xgboost")
     cfg, space = _space("automl.allowed_models=[XGBoost]")
     X, y = _rare_string_labels()
     data = prepare(Dataset("t", X, y), cfg.automl)
