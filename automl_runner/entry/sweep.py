@@ -37,13 +37,13 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = str(config.hydra.sweep.dir)
         try:
-            uri = store_uri(TrackingConfig(**config.tracking))[0]
+            uri, artifact_root = store_uri(TrackingConfig(**config.tracking))
             client = client_for(uri)
             table = sweep_table(client, sweep_dir)
             if table.empty:
                 log.warning("sweep summary: no job of %s reached MLflow at %s", sweep_dir, uri)
                 return
-            run_id = log_sweep(client, sweep_dir, table)
+            run_id = log_sweep(client, sweep_dir, table, artifact_root)
         except Exception as ex:  # a summary must never turn a finished sweep into a failure
             log.warning("sweep summary failed: %s", ex)
             return

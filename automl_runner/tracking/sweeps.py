@@ -47,13 +47,19 @@ def sweep_table(client: Any, sweep_dir: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values("job").reset_index(drop=True)
 
 
-def log_sweep(client: Any, sweep_dir: str, table: pd.DataFrame) -> str:
-    """The sweep-level run: the table as an artifact; the jobs' parent runs point to it."""
+def log_sweep(client: Any, sweep_dir: str, table: pd.DataFrame, artifact_root: str | None) -> str:
+    """The sweep-level run: the table as an artifact; the jobs' parent runs point to it.
+
+    `artifact_root` is where a new sweep experiment keeps its artifacts (the store's,
+    ``connection.store_uri``'s second value); None lets a tracking server decide.
+    """
     from mlflow.entities import Metric, RunTag
 
     found = client.get_experiment_by_name(schema.SWEEP_EXPERIMENT)
     experiment_id = (
-        found.experiment_id if found else client.create_experiment(schema.SWEEP_EXPERIMENT)
+        found.experiment_id
+        if found
+        else client.create_experiment(schema.SWEEP_EXPERIMENT, artifact_location=artifact_root)
     )
     run = client.create_run(
         experiment_id,

@@ -87,6 +87,14 @@ def test_four_parallel_jobs_run_as_ray_tasks_share_one_fresh_sqlite_store_and_pr
     assert len(sweep_ids) == 1 and None not in sweep_ids
     for p in parents:
         assert p.info.run_id in out.stdout
+    # the sweep run's table is in the store's artifact root, like the jobs' artifacts;
+    # nothing lands in ./mlruns (the launch folder, where the summary runs) or a job dir
+    store = tmp_path.resolve() / "outputs" / "mlflow"
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    sweep_run = client.get_run(sweep_ids.pop())
+    assert sweep_run.info.artifact_uri.startswith((store / "artifacts").as_uri() + "/")
+    assert [a.path for a in client.list_artifacts(sweep_run.info.run_id)] == ["sweep_summary.csv"]
+    assert not list(tmp_path.rglob("mlruns"))
 
 
 def test_spread_jobs_with_the_local_store_is_refused_in_one_line(tmp_path: Path) -> None:
