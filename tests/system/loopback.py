@@ -111,18 +111,27 @@ class LoopbackCluster:
         self.wait_for_nodes(1 + len(self.workers))
         return worker
 
-    def nodes(self) -> list[str]:
-        """Alive node ids, asked from a separate driver."""
+    def nodes(self, at_least: int = 0, timeout: float = 60) -> list[str]:
+        """Alive node ids, asked from a separate driver; with `at_least`, that driver
+        asks every half second until that many are alive or `timeout` passes (one
+        process, not one a poll)."""
         code = (
-            f"import ray; ray.init(address='{self.address}', _node_ip_address='{NODE_IP}');"
-            "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
+            "import sys, time, ray\n"
+            f"ray.init(address='{self.address}', _node_ip_address='{NODE_IP}')\n"
+            f"deadline = time.monotonic() + {timeout}\n"
+            "while True:\n"
+            "    alive = [n['NodeID'] for n in ray.nodes() if n['Alive']]\n"
+            f"    if len(alive) >= {at_least} or time.monotonic() >= deadline:\n"
+            "        break\n"
+            "    time.sleep(0.5)\n"
+            "print(' '.join(alive))\n"
         )
         try:
             out = subprocess.run(
                 [sys.executable, "-c", code],
                 capture_output=True,
                 text=True,
-                timeout=60,
+                timeout=timeout + 60,
                 env={**os.environ, **RAY_ENV},
             )
         except subprocess.TimeoutExpired:
@@ -133,9 +142,10 @@ class LoopbackCluster:
         """Whether `n` nodes are alive within `timeout` s (False at once if the head died)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.head.poll() is None:
-            if len(self.nodes()) >= n:
+            left = max(1.0, deadline - time.monotonic())
+            if len(self.nodes(at_least=n, timeout=left)) >= n:
                 return True
-            time.sleep(1)
+            time.sleep(1)  # the driver could not connect yet: the head is still starting
         return False
 
     def wait_for_nodes(self, n: int, timeout: float = 90) -> None:

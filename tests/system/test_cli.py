@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -41,9 +40,11 @@ def test_default_experiment_from_an_empty_folder(tmp_path):
     )
     rows = [line for line in lines[header + 1 :] if re.match(r"\s+\d+\s{3}\S", line)]
     numbers = sorted(int(r.split()[0]) for r in rows)
-    # 8 search iterations, then the ensembles numbered after them
-    assert numbers[:8] == list(range(8)) and numbers[8:] in ([8], [8, 9])
-    assert all("Ensemble" in r for r in rows if int(r.split()[0]) >= 8)
+    # 8 search iterations (the portfolio: every family's default, so no timing decides
+    # them), then the two ensembles numbered after them
+    assert numbers == list(range(10))
+    ensembles = {int(r.split()[0]): r.split()[1] for r in rows if int(r.split()[0]) >= 8}
+    assert ensembles == {8: "VotingEnsemble", 9: "StackEnsemble"}
     # the summary says where everything is and how to open it
     db = tmp_path / "outputs" / "mlflow" / "mlflow.db"
     assert f"mlflow ui --backend-store-uri sqlite:///{db}" in out.stdout
@@ -157,34 +158,75 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
-def bad_input_runs(tmp_path_factory):
-    """Every BAD_INPUTS command, run up front three at a time (each is a fresh process
-    that spends its seconds importing): index -> (its folder, the finished process)."""
-    root = tmp_path_factory.mktemp("bad-inputs")
-    files = _bad_files(root)
+def main_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `automl-runner ARGS` run by cli.main() in this
+    process, Hydra's and logging's process-wide state put back afterwards."""
+    import logging
 
-    def one(i: int) -> tuple[Path, subprocess.CompletedProcess]:
-        cwd = root / str(i)
-        cwd.mkdir()
-        return cwd, cli([a.format(**files) for a in BAD_INPUTS[i][0]], cwd, timeout=180)
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return dict(enumerate(pool.map(one, range(len(BAD_INPUTS)))))
+    from automl_runner.entry import cli as entry
+
+    root = logging.getLogger()
+    saved = (dict(Singleton._instances), list(root.handlers), root.level)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["automl-runner", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        entry.main()
+    except SystemExit as ex:
+        code = ex.code if isinstance(ex.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+        Singleton._instances.clear()
+        Singleton._instances.update(saved[0])
+        for handler in root.handlers:
+            if handler not in saved[1]:
+                handler.close()
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[2])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _check_one_line(code: int, stdout: str, stderr: str, message: str, cwd: Path) -> None:
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("automl-runner: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in stdout + stderr
+    # nothing ran: no MLflow store was created
+    assert not (cwd / "outputs" / "mlflow").exists()
 
 
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_line_and_exit_2(bad_input_runs, case):
-    tmp_path, out = bad_input_runs[case]
-    message = BAD_INPUTS[case][1]
-    assert out.returncode == 2, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("automl-runner: error: ")
-    assert message in lines[0]
-    assert "Traceback" not in out.stdout + out.stderr
-    # nothing ran: no MLflow store was created
-    assert not (tmp_path / "outputs" / "mlflow").exists()
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, case):
+    files = _bad_files(tmp_path)
+    args, message = BAD_INPUTS[case]
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    code, stdout, stderr = main_in_process(
+        [a.format(**files) for a in args], cwd, monkeypatch, capsys
+    )
+    _check_one_line(code, stdout, stderr, message, cwd)
+
+
+# one bad input of each kind as the real command, in a process of its own: an unknown
+# option (composition), a bad value (validation), a failing data script (loading)
+AS_COMMANDS = [0, 4, 9]
+
+
+@pytest.mark.parametrize("case", AS_COMMANDS, ids=[" ".join(BAD_INPUTS[i][0]) for i in AS_COMMANDS])
+def test_bad_input_as_the_command_is_one_line_and_exit_2(tmp_path, case):
+    files = _bad_files(tmp_path)
+    args, message = BAD_INPUTS[case]
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    out = cli([a.format(**files) for a in args], cwd, timeout=180)
+    _check_one_line(out.returncode, out.stdout, out.stderr, message, cwd)
 
 
 def test_hydra_full_error_shows_the_traceback(tmp_path):

@@ -68,6 +68,7 @@ def test_compute_ray_joins_an_existing_cluster_and_spreads_iterations_over_its_n
 
 
 @pytest.mark.cluster
+@pytest.mark.slow
 def test_min_nodes_not_reached_fails_with_one_line(two_nodes, tmp_path):
     cluster, _ = two_nodes
     start = time.monotonic()

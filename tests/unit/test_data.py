@@ -8,6 +8,7 @@ import pytest
 from conftest import typed
 from sklearn.datasets import load_digits
 
+from automl_runner.config.settings import data_name
 from automl_runner.data import load
 from automl_runner.errors import ConfigError, DataError
 
@@ -49,7 +50,12 @@ def test_seed_get_data_script_loads_unchanged(tmp_path):
     cfg = _cfg("data=script", f"data.path={path}")
     ds = load(cfg.data, cfg.automl)
     assert ds.X.shape == (1787, 64)
-    assert ds.name == "script" or ds.name
+    # no data.name: the data set is "script", the experiment named after the script's
+    # folder (a get_data.py) or its stem
+    assert ds.name == "script"
+    assert data_name(cfg.data) == tmp_path.name
+    other = _script(tmp_path, SEED_GET_DATA, name="churn_data.py")
+    assert data_name(_cfg("data=script", f"data.path={other}").data) == "churn_data"
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,16 @@ def test_the_exit_score_ends_the_search_once_reached(store):
         r.iteration for r in loop.record.results if (r.mean("AUC_weighted") or 0) >= 0.95
     )
     assert max(r.iteration for r in loop.record.results) == first_reaching
+    unreachable = [
+        "data=iris",
+        "automl.allowed_models=[LogisticRegression,DecisionTree]",
+        "automl.iterations=6",
+        "automl.experiment_exit_score=1.5",
+        *store,
+    ]
+    with loop_for(unreachable) as never:
+        never.run()
+    assert len(never.record.results) == 6 and never.order.stopper.reason is None
 
 
 def test_a_time_budget_keeps_its_reserve_and_ends_the_search_before_the_deadline(store):
