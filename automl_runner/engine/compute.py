@@ -132,8 +132,15 @@ def _wait_for_nodes(min_nodes: int, timeout_minutes: float) -> None:
         time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
+def probe(compute: ComputeConfig) -> None:
+    """compute=ray: fail in seconds, not after Ray's minute of retries, when nothing listens
+    at compute.address. The setup asks before it opens the MLflow store (a run that cannot
+    start leaves no store behind); connect() asks again for its other callers."""
+    if not isinstance(compute, LocalCompute):
+        _probe(compute.address)
+
+
 def _probe(address: str) -> None:
-    """Fail in seconds, not after Ray's minute of retries, when nothing listens there."""
     import socket
 
     if address == "auto" or address.startswith("ray://"):

@@ -23,7 +23,7 @@ from ..config.validate import validate
 from ..engine import jobs
 from ..errors import ComputeError, ConfigError, UserError, first_line
 from ..tracking import control, resume, schema
-from ..tracking.connection import client_for, default_tracking_uri
+from ..tracking.connection import client_for, default_tracking_uri, existing_client
 from ..tracking.models import load_model
 from ..tracking.status import ExperimentStatus, read_status
 from ..tracking.store import Tracker
@@ -127,6 +127,10 @@ class RemoteExperiment:
 def attach(run_id: str, tracking_uri: str | None = None) -> RemoteExperiment:
     """A handle on an experiment started elsewhere, from its parent run id."""
     uri = tracking_uri or default_tracking_uri()
+    try:
+        existing_client(uri)
+    except FileNotFoundError as ex:
+        raise UserError(f"{ex} (pass --tracking-uri, or set MLFLOW_TRACKING_URI)") from ex
     handle = RemoteExperiment(run_id, uri)
     run = read_status(handle.client, run_id, uri)  # refuses unknown runs in one line
     handle.run_id = run.run_id

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from ..config.schema import AutoMLConfig, RunnerConfig, TrackingConfig
 from ..config.settings import Described, experiment_name
 from ..data import Dataset, load
-from ..engine.compute import connect
+from ..engine.compute import connect, probe
 from ..engine.executor import Executor
 from ..engine.ray_executor import RayExecutor
 from ..engine.serial import SerialExecutor
@@ -29,7 +28,7 @@ from ..errors import ConfigError, UserError, first_line
 from ..records import PreparedData
 from ..space import SearchSpace
 from ..tracking import resume, schema
-from ..tracking.connection import check_reachable, client_for, store_uri
+from ..tracking.connection import check_reachable, existing_client, store_uri
 from ..tracking.store import Tracker
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,7 @@ def set_up(
     """Set the experiment up; the compute is released (a local Ray shut down) on exit."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     check_server(cfg.tracking)
+    probe(cfg.compute)
     if cfg.automl.resume:
         # a resume that cannot be is refused before the data loads or Ray starts
         check_resume(cfg, described)
@@ -212,10 +212,10 @@ def _store_error(tracking: TrackingConfig, ex: Exception) -> ConfigError:
 def check_resume(cfg: RunnerConfig, described: Described) -> None:
     """The run automl.resume names can be resumed with this config, or one line says why."""
     uri = store_uri(cfg.tracking)[0]
-    if cfg.tracking.kind == "local" and not (Path(uri.removeprefix("sqlite:///")).is_file()):
-        # MlflowClient would create an empty store there
-        raise ConfigError("automl.resume", cfg.automl.resume, f"no MLflow store at {uri}")
-    client = client_for(uri)
+    try:
+        client = existing_client(uri)
+    except FileNotFoundError as ex:
+        raise ConfigError("automl.resume", cfg.automl.resume, str(ex)) from ex
     run_id = str(cfg.automl.resume)
     resume.open_run(client, run_id, uri)
     resume.check_same_search(client, run_id, described.flat)

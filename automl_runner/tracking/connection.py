@@ -51,6 +51,29 @@ def client_for(uri: str | None) -> Any:
     return MlflowClient(uri)
 
 
+def local_store(uri: str) -> Path | None:
+    """The file (sqlite:///) or folder (file:// or a plain path) an embedded store's URI
+    names; None for a tracking server."""
+    parts = urlsplit(uri)
+    if parts.scheme == "sqlite":
+        return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if parts.scheme == "file":
+        return Path(parts.path)
+    if parts.scheme == "":
+        return Path(uri)
+    return None
+
+
+def existing_client(uri: str) -> Any:
+    """A client of a store that exists already: what reads a run never creates a store
+    (MLflow would make an empty one, printing its migrations). FileNotFoundError names
+    the missing file or folder."""
+    path = local_store(uri)
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"no MLflow store at {uri}")
+    return client_for(uri)
+
+
 def default_tracking_uri() -> str:
     """MLFLOW_TRACKING_URI, else the default embedded store (tracking=local's store_dir)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or store_uri(TrackingConfig())[0]

@@ -131,6 +131,13 @@ BAD_INPUTS = [
         "class 'rare' has a single row; a stratified holdout needs two per class",
     ),
     (["data=file", "data.path={csv}"], "data.target=???: is required"),
+    # read-only: explaining a run of a store that does not exist creates none
+    (["explain.only=0123abc"], "explain.only=0123abc: no MLflow store at sqlite:///"),
+    # nothing listens there: refused before the store opens (no empty store left behind)
+    (
+        ["compute=ray", "compute.address=127.0.0.1:1"],
+        "compute.address=127.0.0.1:1: cannot join a Ray cluster there",
+    ),
     (["foo=1"], "foo: no such key; allowed keys: compute, data, automl, search_space, tracking"),
 ]
 
@@ -227,6 +234,24 @@ def test_bad_input_as_the_command_is_one_line_and_exit_2(tmp_path, case):
     cwd.mkdir()
     out = cli([a.format(**files) for a in args], cwd, timeout=180)
     _check_one_line(out.returncode, out.stdout, out.stderr, message, cwd)
+
+
+@pytest.mark.parametrize("command", ["status", "wait", "stop", "logs"])
+def test_automl_ctl_on_a_store_that_does_not_exist_is_one_line_and_creates_none(
+    tmp_path, capsys, command
+):
+    from automl_runner.entry import ctl
+
+    db = tmp_path / "nowhere" / "mlflow.db"
+    with pytest.raises(SystemExit) as exit_:
+        ctl.main([command, "0123abc", "--tracking-uri", f"sqlite:///{db}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"automl-ctl: error: no MLflow store at sqlite:///{db} "
+        "(pass --tracking-uri, or set MLFLOW_TRACKING_URI)\n"
+    )
+    assert not db.exists() and not db.parent.exists()
 
 
 def test_hydra_full_error_shows_the_traceback(tmp_path):
