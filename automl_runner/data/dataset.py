@@ -141,6 +141,9 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
             source, f"y has {int(missing_y.sum())} missing values; drop those rows or fill them"
         )
     _type_columns(ds, automl, source)
+    for key, X in (("X", ds.X), ("X_valid", ds.X_valid)):
+        if X is not None:
+            _refuse_infinite(X, key, source)
     if task == "regression":
         try:
             ds.y = ds.y.astype(float)
@@ -183,6 +186,34 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
             source,
             f"class {_label(rare)} has a single row; a stratified holdout needs two per class",
         )
+
+
+def _refuse_infinite(X: Any, key: str, source: str, chunk_rows: int = 65536) -> None:
+    """One line naming the first column with +-inf: no estimator takes it, and every
+    iteration would fail on it (NaN is missing, and imputed). Counted a block of rows at
+    a time, as missing_values does."""
+    if sparse.issparse(X):
+        if X.data.dtype.kind == "f" and np.isinf(X.data).any():
+            raise DataError(source, f"{key} holds infinite values; replace them with NaN")
+        return
+    # (name, values): a DataFrame's float columns one by one (views, not a copy of X)
+    if isinstance(X, pd.DataFrame):
+        parts = [(str(c), X[c].to_numpy()) for c in X.columns if X[c].dtype.kind == "f"]
+    else:
+        A = np.asarray(X)
+        parts = [("", A)] if A.dtype.kind == "f" else []
+    for name, values in parts:
+        infinite = np.zeros(values.shape[1:], dtype=np.int64)
+        for i in range(0, values.shape[0], chunk_rows):
+            infinite += np.isinf(values[i : i + chunk_rows]).sum(axis=0)
+        if infinite.any():
+            j = int(np.flatnonzero(infinite)[0]) if infinite.ndim else 0
+            column = name or f"x{j}"
+            raise DataError(
+                source,
+                f"{key} column {column!r} has {int(infinite.flat[j])} infinite value(s); "
+                "replace them with NaN (imputed) or drop the column",
+            )
 
 
 def _label(value: Any) -> str:

@@ -94,6 +94,17 @@ def test_seed_get_data_script_loads_unchanged(tmp_path):
             "import nonexistent_module_xyz\n",
             "get_data() raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'",
         ),
+        (
+            "import numpy as np\ndef get_data():\n    X = np.zeros((6, 3)); X[2, 1] = np.inf\n"
+            "    return {'X': X, 'y': np.arange(6) % 2}\n",
+            "X column 'x1' has 1 infinite value(s); replace them with NaN",
+        ),
+        (
+            "import numpy as np, pandas as pd\ndef get_data():\n"
+            "    X = pd.DataFrame({'age': [1.0, 2, 3, 4, 5, 6], 'debt': [0, -np.inf, 1, 2, np.inf, 3]})\n"
+            "    return {'X': X, 'y': np.arange(6) % 2}\n",
+            "X column 'debt' has 2 infinite value(s); replace them with NaN",
+        ),
     ],
 )
 def test_bad_scripts_give_one_line(tmp_path, body, message):
