@@ -18,7 +18,6 @@ import numpy as np
 COMPLETED, FAILED, TIMEOUT, CANCELLED = "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"
 # a voting ensemble whose selection kept one member alone: not built, never recorded
 SKIPPED = "SKIPPED"
-STATUSES = (COMPLETED, FAILED, TIMEOUT, CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,21 +32,10 @@ def node_name() -> str:
     return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
 
 
-def _iteration_task(iteration: int, candidate: Candidate, data: PreparedData) -> IterationResult:
-    result = run_iteration(iteration, candidate, data)
-    result.node = node_name()
-    return result
-
-
-def _ensemble_task(
-    kind: str,
-    members: list[IterationResult],
-    data: PreparedData,
-    metric: str,
-    selection: Selection,
-    iteration: int,
-) -> IterationResult:
-    result = run_ensemble(kind, members, data, metric, selection, iteration)
+def _stamped(run: Callable[..., IterationResult], *args: Any) -> IterationResult:
+    """`run(*args)` inside a Ray task (an iteration, an ensemble), its result stamped with
+    the node that ran it."""
+    result = run(*args)
     result.node = node_name()
     return result
 
@@ -80,10 +70,10 @@ class RayExecutor:
         options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": max_retries}
         if memory_mb:
             options["memory"] = memory_mb * 1024 * 1024
-        self._task = ray.remote(_iteration_task).options(**options)
+        self._task = ray.remote(_stamped).options(**options)
         self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
         self._explain = ray.remote(explain_best).options(num_cpus=num_cpus, max_retries=0)
-        self._ensemble = ray.remote(_ensemble_task).options(num_cpus=num_cpus, max_retries=0)
+        self._ensemble = ray.remote(_stamped).options(num_cpus=num_cpus, max_retries=0)
         # (the member list, its object-store copy): both ensembles read one copy
         self._members: tuple[list[IterationResult], Any] | None = None
         self.timeout_s = timeout_s
@@ -103,7 +93,7 @@ class RayExecutor:
         return data
 
     def submit(self, iteration: int, candidate: Candidate) -> None:
-        ref = self._task.remote(iteration, candidate, self.data_ref)
+        ref = self._task.remote(run_iteration, iteration, candidate, self.data_ref)
         self._running[ref] = _InFlight(iteration, candidate, time.monotonic())
 
     def submit_ensemble(
@@ -118,7 +108,7 @@ class RayExecutor:
         if self._members is None or self._members[0] is not members:
             self._members = (members, self._ray.put(members))
         ref = self._ensemble.remote(
-            kind, self._members[1], self.data_ref, metric, selection, iteration
+            run_ensemble, kind, self._members[1], self.data_ref, metric, selection, iteration
         )
         placeholder = ensemble_candidate(kind, members)
         self._running[ref] = _InFlight(iteration, placeholder, time.monotonic())

@@ -135,8 +135,8 @@ def _run(s: Setup, started: float) -> ExperimentResult:
                 )
             steering.progress(schema.REFITTING)
             result.search_seconds = time.monotonic() - search_start
-            result.best = record.best
-            if result.best is None:
+            best = record.best
+            if best is None:
                 if steering.interrupted:
                     raise KeyboardInterrupt
                 raise NoModelError(
@@ -144,7 +144,7 @@ def _run(s: Setup, started: float) -> ExperimentResult:
                     f"see their tracebacks in MLflow run {s.parent_id}"
                 )
             result.model, result.model_uri = finishing.refit_and_log(
-                s.executor, s.tracker, result.best, s.dataset.X, steering
+                s.executor, s.tracker, best, s.dataset.X, steering
             )
             steering.interrupts.check()
             if automl.model_explainability:
