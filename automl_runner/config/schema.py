@@ -210,6 +210,9 @@ class TrackingConfig:
     store_dir: str = "outputs/mlflow"
     # MLflow experiment name; null = automl-<data set name>
     experiment_name: str | None = None
+    # how long the experiment goes on while the tracking server does not answer, its
+    # writes kept in a journal under the run's output folder (docs/faults.md)
+    outage_minutes: float = 30.0
 
 
 # --- explain -------------------------------------------------------------------------------

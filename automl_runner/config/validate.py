@@ -192,6 +192,8 @@ def _check_search_space(cfg: RunnerConfig) -> None:
 def _check_tracking(t: TrackingConfig) -> None:
     if t.kind not in ("local", "server"):
         raise ConfigError("tracking.kind", t.kind, "allowed: local, server")
+    if t.outage_minutes < 0:
+        raise ConfigError("tracking.outage_minutes", t.outage_minutes, "must be >= 0")
     if t.kind == "server" and not re.match(
         r"^(https?|databricks|file|sqlite|postgresql|mysql)", t.uri or ""
     ):

@@ -18,6 +18,8 @@ from ..tracking import schema
 PROG = "automl-runner"
 # the shell's code for a command ended by SIGINT
 INTERRUPTED = 130
+# sysexits' EX_TEMPFAIL: the tracking server stayed away; the run waits in its journal
+TRACKING_LOST = 75
 _hydra_run_and_report = hydra_utils.run_and_report
 
 
@@ -26,7 +28,7 @@ def _app(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from ..experiment import Interrupted, run_experiment
+    from ..experiment import Interrupted, TrackingLost, run_experiment
 
     try:
         if cfg.explain.only:
@@ -43,13 +45,21 @@ def _app(cfg: DictConfig) -> float | None:
                 schema.SWEEP_DIR: str(hydra_cfg.sweep.dir),
                 schema.SWEEP_JOB: str(hydra_cfg.job.num),
             }
-        result = run_experiment(cfg, list(hydra_cfg.overrides.task), tags=tags)
+        result = run_experiment(
+            cfg,
+            list(hydra_cfg.overrides.task),
+            tags=tags,
+            output_dir=hydra_cfg.runtime.output_dir,
+        )
     except UserError as ex:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         # exit from inside the job: Hydra would add a line of its own to a failed job
         _fail(str(ex))
         return None
+    except TrackingLost as ex:
+        sys.stderr.write(f"{PROG}: error: {ex}\n")
+        sys.exit(TRACKING_LOST)
     except Interrupted as ex:
         # Ctrl-C twice or SIGTERM: the run is marked KILLED already; no traceback
         sys.stderr.write(f"{PROG}: {ex}\n")

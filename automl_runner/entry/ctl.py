@@ -6,6 +6,7 @@
     automl-ctl stop RUN_ID
     automl-ctl wait RUN_ID
     automl-ctl logs RUN_ID
+    automl-ctl replay JOURNAL_DIR                                  # after a tracking outage
 
 Everything but `submit` and `logs` needs only the MLflow store (``--tracking-uri``,
 default MLFLOW_TRACKING_URI or ./outputs/mlflow). Resuming is the ordinary command (or a
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from ..errors import UserError
 
@@ -57,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     q = with_run("wait", "wait until the experiment ends; exit 0 if it FINISHED")
     q.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     with_run("logs", "the Ray job's output (the driver's console)")
+    q = sub.add_parser(
+        "replay", help="write a run's tracking journal (left by a tracking-server outage) to MLflow"
+    )
+    q.add_argument("journal", help="the journal folder the run named (…/tracking-journal)")
+    q.add_argument("--tracking-uri", help="the MLflow store (default: the one the run used)")
     return parser
 
 
@@ -74,11 +81,21 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.stderr.write(f"{PROG}: error: {ex}\n")
         sys.exit(2)
+    except ConnectionError as ex:
+        # the tracking server does not answer: try again later (sysexits' EX_TEMPFAIL)
+        sys.stderr.write(f"{PROG}: error: {ex}\n")
+        sys.exit(75)
 
 
 def _run(args: argparse.Namespace) -> int:
     from .remote import attach, submit
 
+    if args.command == "replay":
+        from ..tracking.journal import replay_journal
+
+        written, uri = replay_journal(Path(args.journal), args.tracking_uri)
+        print(f"replayed {written} journaled write(s) into {uri}")
+        return 0
     if args.command == "submit":
         handle = submit(args.overrides, address=args.address)
         uri = handle.tracking_uri

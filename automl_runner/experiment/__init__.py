@@ -5,12 +5,13 @@ what has finished. docs/architecture.md maps every step to its module.
 """
 
 from .explanation import explain_finished_run
-from .record import ExperimentResult, Interrupted, NoModelError
+from .record import ExperimentResult, Interrupted, NoModelError, TrackingLost
 from .run import run_experiment
 
 __all__ = [
     "ExperimentResult",
     "Interrupted",
+    "TrackingLost",
     "NoModelError",
     "explain_finished_run",
     "run_experiment",

@@ -35,6 +35,19 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"interrupted{where if run_id else ''}")
 
 
+class TrackingLost(Exception):
+    """The tracking server did not answer again within ``tracking.outage_minutes``: the
+    experiment ended, and what the server did not take is in the journal."""
+
+    def __init__(self, journal: str, uri: str, run_id: str | None) -> None:
+        self.journal = journal
+        super().__init__(
+            f"tracking.uri={uri}: the tracking server did not answer within "
+            f"tracking.outage_minutes; run {run_id} is kept in {journal}: write it to MLflow "
+            f"with `automl-ctl replay {journal}` once the server is up"
+        )
+
+
 class Record:
     """Every finished iteration of the experiment: kept, logged, shown."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -30,11 +31,14 @@ from .budget import Budget
 from .explanation import explain
 from .logs import console_and_debug_log
 from .loop import SearchLoop
-from .record import ExperimentResult, Interrupted, NoModelError, Record
+from .record import ExperimentResult, Interrupted, NoModelError, Record, TrackingLost
 from .setup import Setup, set_up
 from .steering import Steering
 
 log = logging.getLogger(__name__)
+
+# the folder, in the run's output folder, of what the tracking server did not take
+JOURNAL_DIR = "tracking-journal"
 
 
 def run_experiment(
@@ -42,11 +46,14 @@ def run_experiment(
     overrides: list[str] | None = None,
     serial: bool = False,
     tags: dict[str, str] | None = None,
+    output_dir: str | None = None,
 ) -> ExperimentResult:
     """Run the experiment the composed config describes; see the module docstring.
 
     `tags` go onto the parent run (a sweep marks its jobs' runs with them); `serial` runs
-    the iterations in this process instead of on Ray (debugging).
+    the iterations in this process instead of on Ray (debugging); `output_dir` (Hydra's
+    run folder; default the working folder) holds the tracking journal if the tracking
+    server goes away.
     """
     # experiment_timeout_minutes counts from here: loading the data and starting Ray are
     # part of the experiment, as are the ensembles, the refit and logging the model
@@ -55,7 +62,14 @@ def run_experiment(
     validate(typed)
     with (
         console_and_debug_log(typed.automl),
-        set_up(typed, describe(cfg), list(overrides or []), dict(tags or {}), serial) as s,
+        set_up(
+            typed,
+            describe(cfg),
+            list(overrides or []),
+            dict(tags or {}),
+            serial,
+            Path(output_dir or ".") / JOURNAL_DIR,
+        ) as s,
     ):
         return _run(s, started)
 
@@ -115,6 +129,8 @@ def _run(s: Setup, started: float) -> ExperimentResult:
     )
     console.header(metric)
     status = "FAILED"
+    # the end waits for a tracking server that went away, unless the driver must exit now
+    wait_for_server = True
     try:
         # what the budget counts before this point: earlier drivers', and this one's setup
         channel.start(
@@ -155,6 +171,7 @@ def _run(s: Setup, started: float) -> ExperimentResult:
             status = "KILLED" if steering.interrupts.requested else "FINISHED"
     except KeyboardInterrupt as ex:
         status = "KILLED"
+        wait_for_server = False
         for r in s.executor.cancel_all("interrupted"):
             record.add(r)
         raise Interrupted(s.parent_id) from ex
@@ -165,5 +182,24 @@ def _run(s: Setup, started: float) -> ExperimentResult:
             channel.close(status)
         finally:
             report.finish(s.tracker, result, s.previous.elapsed + time.monotonic() - started)
+            settled = s.tracker.settle(wait_for_server)
+            _resolve_ids(s, result)
+            if not settled:
+                log.warning(
+                    "some of the run is not in MLflow yet: kept in %s; "
+                    "write it with: automl-ctl replay %s",
+                    s.tracker.journal.parent,
+                    s.tracker.journal.parent,
+                )
+    if not settled:
+        raise TrackingLost(str(s.tracker.journal.parent), s.tracker.uri, s.parent_id)
     report.print_summary(result, s.cfg.tracking)
     return result
+
+
+def _resolve_ids(s: Setup, result: ExperimentResult) -> None:
+    """Real ids for the runs and the model created while the tracking server was away."""
+    for n, run_id in result.run_ids.items():
+        result.run_ids[n] = s.tracker.resolve(run_id)
+    if result.model_uri:
+        result.model_uri = s.tracker.resolve(result.model_uri)

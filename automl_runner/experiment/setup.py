@@ -8,11 +8,11 @@ DictConfig.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,12 @@ from ..errors import ConfigError, UserError, first_line
 from ..records import PreparedData
 from ..space import SearchSpace
 from ..tracking import resume, schema
-from ..tracking.connection import check_reachable, existing_client, store_uri
+from ..tracking.connection import (
+    check_reachable,
+    driver_settings,
+    existing_client,
+    store_uri,
+)
 from ..tracking.store import Tracker
 
 log = logging.getLogger(__name__)
@@ -63,9 +68,11 @@ def set_up(
     overrides: list[str],
     tags: dict[str, str],
     serial: bool = False,
+    journal_dir: Path | None = None,
 ) -> Iterator[Setup]:
-    """Set the experiment up; the compute is released (a local Ray shut down) on exit."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    """Set the experiment up; the compute is released (a local Ray shut down) on exit.
+    `journal_dir` keeps what an away tracking server did not take (tracking/journal.py)."""
+    driver_settings()
     check_server(cfg.tracking)
     probe(cfg.compute)
     if cfg.automl.resume:
@@ -85,14 +92,16 @@ def set_up(
 
     if serial:
         timeout = cfg.automl.iteration_timeout_minutes * 60
-        yield begin(SerialExecutor(data, timeout_s=timeout), data, 1, open_tracker(cfg, name))
+        yield begin(
+            SerialExecutor(data, timeout_s=timeout), data, 1, open_tracker(cfg, name, journal_dir)
+        )
         return
     # the MLflow store opens (SQLite migrations, experiment lookup) while Ray starts;
     # with large data only once the data is in the object store: MLflow and its store
     # (~0.1 GB) should not add to the moment of the put, when the data exists twice
     with ThreadPoolExecutor(1) as pool:
         early = dataset.nbytes < OPEN_TRACKER_EARLY_BELOW_BYTES
-        pending = pool.submit(open_tracker, cfg, name) if early else None
+        pending = pool.submit(open_tracker, cfg, name, journal_dir) if early else None
         with connect(cfg.compute) as cluster:
             if pending is not None:
                 # a store that cannot open fails the run before the data is put
@@ -121,7 +130,7 @@ def set_up(
             # arrays) and lets its own copy go: one copy of the data in memory, not two
             data = executor.shared_data()
             dataset.X, dataset.y, dataset.X_valid = data.X, data.y, data.X_valid
-            tracker = pending.result() if pending else open_tracker(cfg, name)
+            tracker = pending.result() if pending else open_tracker(cfg, name, journal_dir)
             yield begin(executor, data, min(wanted, slots), tracker)
 
 
@@ -185,9 +194,9 @@ def prepare(ds: Dataset, automl: AutoMLConfig) -> PreparedData:
     )
 
 
-def open_tracker(cfg: RunnerConfig, name: str) -> Tracker:
+def open_tracker(cfg: RunnerConfig, name: str, journal_dir: Path | None = None) -> Tracker:
     try:
-        return Tracker(cfg.tracking, name)
+        return Tracker(cfg.tracking, name, journal_dir)
     except UserError:
         raise
     except Exception as ex:

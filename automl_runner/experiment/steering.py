@@ -51,6 +51,14 @@ class Steering:
                 "so far (Ctrl-C again to exit at once)",
                 self.executor.in_flight,
             )
+        if self.channel.server_lost and not self.stopping:
+            self.stopping = "tracking server lost"
+            log.warning(
+                "the tracking server has not answered for tracking.outage_minutes: no new "
+                "iterations; cancelling %d running, then refitting the best so far into "
+                "the journal",
+                self.executor.in_flight,
+            )
         requests = self.channel.requests()
         if requests.stop:
             if not self.stopping:

@@ -44,6 +44,24 @@ def check_reachable(uri: str) -> None:
         raise ConnectionError(f"no server answers at {parts.hostname}:{port} ({why})") from ex
 
 
+def driver_settings() -> None:
+    """How a process that writes runs (the driver, `automl-ctl replay`) talks to MLflow,
+    unless the user's environment says otherwise: a server that does not answer is known
+    in a few seconds, not after MLflow's minutes of retries (its writes then wait in the
+    journal, journal.py); and MLflow's chatter stays off the console: its two "View run"
+    lines per run, urllib3's retry warnings, the store's migrations, and the sklearn
+    flavour's pickle caution (the model is ours, pickled by our driver)."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for noisy in ("mlflow.store.db.utils", "alembic", "mlflow.models.model"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("urllib3.connectionpool", "mlflow.sklearn"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
 def client_for(uri: str | None) -> Any:
     """An MLflow client of the store at `uri` (None: MLflow's default)."""
     from mlflow import MlflowClient

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .journal import ServerAway
 from .schema import (
     BEST_ITERATION,
     BEST_PIPELINE,
@@ -145,13 +146,22 @@ class DriverChannel:
             except Exception as ex:  # a missed beat is no reason to stop the experiment
                 log.debug("heartbeat not written: %s", ex)
 
+    @property
+    def server_lost(self) -> bool:
+        """The tracking server has been away longer than ``tracking.outage_minutes``."""
+        return bool(getattr(self.client, "expired", False))
+
     def requests(self, force: bool = False) -> Requests:
         """New requests since the last call; reads MLflow at most once per poll_seconds."""
         now = time.monotonic()
         if not force and now - self._polled < self.poll_seconds:
             return Requests()
         self._polled = now
-        tags = self.client.get_run(self.run_id).data.tags
+        try:
+            tags = self.client.get_run(self.run_id).data.tags
+        except ServerAway:
+            # requests wait for the server; the experiment goes on meanwhile
+            return Requests()
         out = Requests()
         for key, value in tags.items():
             if value != REQUESTED:
@@ -209,7 +219,11 @@ class DriverChannel:
         if self._beating is not None:
             self._beating.join(timeout=5)
         tags = [RunTag(STATE, state), RunTag(RUNNING, "[]")]
-        for key, value in self.client.get_run(self.run_id).data.tags.items():
+        try:
+            asked = self.client.get_run(self.run_id).data.tags
+        except ServerAway:
+            asked = {}
+        for key, value in asked.items():
             if value == REQUESTED and is_request(key):
                 tags.append(RunTag(key, "ignored: the experiment ended first"))
         self.client.log_batch(self.run_id, tags=tags)

@@ -30,6 +30,9 @@ def log_model(
     tag BEST_MODEL_URI)."""
     import mlflow.sklearn
 
+    # the flavour logs through MLflow's global URI: make it this client's store (the
+    # driver's, or the one `automl-ctl replay` writes a journal to)
+    mlflow.set_tracking_uri(client.tracking_uri)
     # created here so it belongs to this experiment; left to log_model it would
     # go to the global current experiment (and its artifacts to ./mlruns)
     logged = client.create_logged_model(

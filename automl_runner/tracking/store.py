@@ -17,8 +17,9 @@ from typing import Any
 from ..config.schema import TrackingConfig
 from ..config.settings import Described
 from ..records import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult
-from . import models, schema
-from .connection import file_lock, store_uri
+from . import schema
+from .connection import driver_settings, file_lock, store_uri
+from .journal import JournaledClient
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,15 @@ _BATCH_PARAMS, _PARAM_CHARS, _TAG_CHARS = 100, 6000, 8000
 class Tracker:
     """Writes one experiment's runs; every run it opens is ended on every path."""
 
-    def __init__(self, tracking: TrackingConfig, experiment_name: str) -> None:
+    def __init__(
+        self, tracking: TrackingConfig, experiment_name: str, journal_dir: Path | None = None
+    ) -> None:
+        """`journal_dir` holds the writes a tracking server did not answer (journal.py);
+        by default ``tracking-journal`` in the working folder."""
         import mlflow
         from mlflow import MlflowClient
 
-        for noisy in ("mlflow.store.db.utils", "alembic", "mlflow.models.model"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        # the model is ours, pickled on our driver: its pickle caution is noise here
-        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+        driver_settings()
         self.uri, artifact_root = store_uri(tracking)
         self.experiment_name = experiment_name
         lock = None
@@ -51,8 +53,13 @@ class Tracker:
         # several runners (a sweep's jobs, two commands in one folder) may open a fresh
         # embedded store at once; MLflow's schema migration is not safe to run twice
         # concurrently, so the first open and the experiment lookup happen under a lock
+        self.client = JournaledClient(
+            MlflowClient(self.uri),
+            journal_dir or Path("tracking-journal"),
+            tracking.outage_minutes * 60,
+            self.uri,
+        )
         with file_lock(lock):
-            self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment(experiment_name, artifact_root)
         self.parent_id: str | None = None
 
@@ -164,9 +171,22 @@ class Tracker:
     def log_model(self, pipeline: Any, input_example: Any) -> str:
         """Log the fitted pipeline (sklearn flavour) under the parent run; returns its URI."""
         assert self.parent_id
-        return models.log_model(
-            self.client, self.experiment_id, self.parent_id, pipeline, input_example
-        )
+        return self.client.log_model(self.experiment_id, self.parent_id, pipeline, input_example)
+
+    # --- a tracking server that went away (journal.py) -------------------------------
+    def settle(self, wait: bool = True) -> bool:
+        """Everything written to MLflow, waiting for an away server up to
+        ``tracking.outage_minutes`` (`wait` False: one try); False if some is left in the
+        journal."""
+        return self.client.settle(wait)
+
+    def resolve(self, run_or_model_id: str) -> str:
+        """The real id of a run or model created while the server was away."""
+        return self.client.resolve(run_or_model_id)
+
+    @property
+    def journal(self) -> Path:
+        return self.client.journal
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags on the parent run."""

@@ -188,3 +188,59 @@ class LoopbackCluster:
             f"compute.address={self.address}",
             f"compute.node_ip_address={NODE_IP}",
         ]
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1, as a user runs it: a SQLite backend and an artifact
+    folder under `root`. It can be stopped and started again on the same port and store
+    (a restart, as in an outage)."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root, self.port = root, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = root / "server.log"
+
+    def start(self, timeout: float = 120) -> None:
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--backend-store-uri",
+                    f"sqlite:///{self.root / 'server.db'}",
+                    "--artifacts-destination",
+                    str(self.root / "artifacts"),
+                    "--workers",
+                    "1",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # its own group: stop() ends the server's worker processes too
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        pytest.fail(f"mlflow server did not start; see {self.log}")
+
+    def stop(self) -> None:
+        """Kill the server at once (SIGKILL of its process group), as a crash would."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.proc = None

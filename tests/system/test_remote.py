@@ -7,14 +7,13 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import NO_ENSEMBLES, SLOW, mlflow_runs
 from mlflow import MlflowClient
 
-from system.loopback import NODE_IP, RAY_ENV, LoopbackCluster, free_port
+from system.loopback import NODE_IP, RAY_ENV, LoopbackCluster, MlflowServer, free_port
 from system.test_cli import cli
 
 
@@ -156,47 +155,10 @@ def test_losing_a_node_mid_run_leaves_every_iteration_accounted_for(two_nodes, t
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    root: Path = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'server.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.mark.server
