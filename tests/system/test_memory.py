@@ -16,6 +16,7 @@ from automl_test_estimators import marks
 from conftest import NO_ENSEMBLES, mlflow_runs
 from mlflow import MlflowClient
 
+from system.loopback import RAY_ENV, LoopbackCluster
 from system.test_cli import cli
 
 HUNGRY = (
@@ -38,10 +39,8 @@ def _threshold() -> float:
     return (get_used_memory() + HEADROOM_BYTES) / get_system_memory()
 
 
-@pytest.mark.slow
-def test_an_iteration_killed_for_memory_is_rerun_max_retries_times_then_failed_saying_so(
-    tmp_path: Path,
-):
+def _hungry_run(tmp_path: Path, overrides: list[str], env: dict[str, str]):
+    """One hungry iteration, compute.max_retries=1; (the command's output, marks folder)."""
     folder = tmp_path / "marks"
     folder.mkdir()
     out = cli(
@@ -52,18 +51,19 @@ def test_an_iteration_killed_for_memory_is_rerun_max_retries_times_then_failed_s
             f"++search_space.estimators.hungry.fixed={{marks: '{folder}'}}",
             "automl.iterations=1",
             *NO_ENSEMBLES,
-            "compute.num_cpus=1",
             "compute.max_retries=1",
             # Ray's own OOM reruns, unbounded, would go on until this and end TIMEOUT
             "automl.iteration_timeout_minutes=1",
+            *overrides,
         ],
         tmp_path,
-        env={
-            "RAY_memory_usage_threshold": f"{_threshold():.4f}",
-            "RAY_memory_monitor_refresh_ms": "100",
-        },
+        env=env,
         timeout=240,
     )
+    return out, folder
+
+
+def _assert_killed_for_memory_twice_and_recorded_so(out, tmp_path: Path, folder: Path) -> None:
     # the one iteration failed: no model, one line
     assert out.returncode == 2, out.stdout[-3000:] + out.stderr[-3000:]
     assert "no iteration completed (1 failed or timed out)" in out.stderr
@@ -88,3 +88,33 @@ def test_an_iteration_killed_for_memory_is_rerun_max_retries_times_then_failed_s
     assert "FAILED" in lines[row]
     assert lines[row + 1].strip() == reason
     assert "OOM" not in out.stdout + out.stderr
+
+
+MONITOR = {"RAY_memory_monitor_refresh_ms": "100"}
+
+
+@pytest.mark.slow
+def test_an_iteration_killed_for_memory_is_rerun_max_retries_times_then_failed_saying_so(
+    tmp_path: Path,
+):
+    # the runner's local instance: its raylet reads the threshold from the environment
+    env = {"RAY_memory_usage_threshold": f"{_threshold():.4f}", **MONITOR}
+    out, folder = _hungry_run(tmp_path, ["compute.num_cpus=1"], env)
+    _assert_killed_for_memory_twice_and_recorded_so(out, tmp_path, folder)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_joining_a_cluster_the_reruns_for_memory_are_bounded_too(tmp_path: Path, monkeypatch):
+    # the cluster's raylet has the threshold; the driver, which owns the iteration's task
+    # and so decides its reruns, is told compute.max_retries through its environment
+    monkeypatch.setenv("RAY_memory_usage_threshold", f"{_threshold():.4f}")
+    for name, value in MONITOR.items():
+        monkeypatch.setenv(name, value)
+    cluster = LoopbackCluster(head_cpus=1)
+    try:
+        monkeypatch.delenv("RAY_memory_usage_threshold")
+        out, folder = _hungry_run(tmp_path, cluster.overrides(), RAY_ENV)
+    finally:
+        cluster.stop()
+    _assert_killed_for_memory_twice_and_recorded_so(out, tmp_path, folder)
