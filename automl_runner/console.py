@@ -45,3 +45,8 @@ def row(
 ) -> None:
     shown = score(metric) if status == "COMPLETED" else status
     log.info(_ROW.format(iteration, pipeline[:40], duration(seconds), shown, score(best)))
+
+
+def reason(text: str) -> None:
+    """Why an iteration ended, on a line under its row, in the PIPELINE column."""
+    log.info("%s%s", " " * 13, text)

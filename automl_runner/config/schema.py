@@ -27,7 +27,8 @@ class _Compute:
     cpus_per_iteration: float = 1.0
     # memory each iteration reserves, in MB; null = no reservation
     memory_mb_per_iteration: int | None = None
-    # times an iteration is rerun (elsewhere) when its node or worker process dies
+    # times an iteration is rerun (elsewhere) when its node or worker process dies, and
+    # as many when Ray's memory monitor kills it (Ray's task_oom_retries, engine.compute)
     max_retries: int = 2
     # extra keyword arguments for ray.init (runtime_env, namespace, object_store_memory, ...)
     init: dict[str, Any] = field(default_factory=dict)

@@ -35,6 +35,46 @@ def _alive_nodes() -> list[dict]:
     return [n for n in ray.nodes() if n.get("Alive")]
 
 
+def _owner_settings(compute: ComputeConfig) -> dict[str, Any]:
+    """Ray settings read by the owner of the iterations' tasks, this driver.
+
+    Ray reruns a task its memory monitor killed `task_oom_retries` times, apart from
+    max_retries and by default forever: an iteration allocating past its node's threshold
+    was killed and rerun until its timeout, then recorded TIMEOUT with nothing about
+    memory. compute.max_retries bounds those reruns too, and the record says memory
+    (engine.task_errors). Ray's own report of each rerun (dozens of lines printed amid the
+    console table) is left out: the iteration's record carries the reason. A process
+    connected to Ray before the runner (the Python API after the user's own ray.init)
+    keeps what that connection set.
+    """
+    return {
+        "task_oom_retries": compute.max_retries,
+        "enable_output_error_log_if_still_retry": False,
+    }
+
+
+@contextmanager
+def _owner_environment(settings: dict[str, Any]) -> Iterator[None]:
+    """`settings` as RAY_<name> variables while this driver connects to a cluster.
+
+    A local instance takes them in its system config; a driver joining a cluster reads
+    them from its own environment when it connects (its core worker's config), unless
+    the cluster was started with them in its --system-config (that wins). A variable the
+    user set already is kept.
+    """
+    added = {
+        f"RAY_{name}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in settings.items()
+        if f"RAY_{name}" not in os.environ
+    }
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def keep_local_ray_on_loopback() -> None:
     """A single-machine Ray instance listens on 127.0.0.1, not this machine's outward IP.
 
@@ -67,7 +107,11 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             # Ray's workers start when the first iterations are submitted, not when the
             # driver connects: the data goes into the object store before that, and the
             # moment of the put (the data twice) then has no idle worker processes beside
-            system = {"prestart_worker_first_driver": False, **common.get("_system_config", {})}
+            system = {
+                "prestart_worker_first_driver": False,
+                **_owner_settings(compute),
+                **common.get("_system_config", {}),
+            }
             common["_system_config"] = system
             # "local" starts a fresh instance even when a cluster is running on this machine
             ray.init(address="local", num_cpus=compute.num_cpus, **common)
@@ -76,7 +120,8 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             if compute.node_ip_address:
                 common["_node_ip_address"] = compute.node_ip_address
             try:
-                ray.init(address=compute.address, **common)
+                with _owner_environment(_owner_settings(compute)):
+                    ray.init(address=compute.address, **common)
             except Exception as ex:
                 raise ComputeError(_join_failure(compute.address, ex)) from ex
         started = True

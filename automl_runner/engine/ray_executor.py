@@ -23,6 +23,7 @@ from ..worker.blending import Selection
 from ..worker.ensemble import build_ensemble, ensemble_candidate, run_ensemble
 from ..worker.explain import explain_best
 from ..worker.iteration import refit, run_iteration
+from .task_errors import ended_by_ray
 
 
 def node_name() -> str:
@@ -45,6 +46,8 @@ class _InFlight:
     iteration: int
     candidate: Candidate
     started: float
+    # how often Ray reruns it when its worker, its node or the memory monitor kills it
+    max_retries: int = 0
 
 
 class RayExecutor:
@@ -66,11 +69,13 @@ class RayExecutor:
         # the data goes into the object store once; each task gets the reference
         self.data_ref = ray.put(data)
         # Ray reruns a task whose worker or node died (never one that raised: that is
-        # a FAILED iteration), on whatever node survives
+        # a FAILED iteration), on whatever node survives; one its memory monitor killed
+        # as often, as engine.compute bounds Ray's OOM retries by the same number
+        self._max_retries = max_retries
         options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": max_retries}
         if memory_mb:
             options["memory"] = memory_mb * 1024 * 1024
-        self._task = ray.remote(_stamped).options(**options)
+        self._task, self._task_options = ray.remote(_stamped), options
         self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
         self._explain = ray.remote(explain_best).options(num_cpus=num_cpus, max_retries=0)
         self._ensemble = ray.remote(_stamped).options(num_cpus=num_cpus, max_retries=0)
@@ -93,8 +98,11 @@ class RayExecutor:
         return data
 
     def submit(self, iteration: int, candidate: Candidate) -> None:
-        ref = self._task.remote(run_iteration, iteration, candidate, self.data_ref)
-        self._running[ref] = _InFlight(iteration, candidate, time.monotonic())
+        # named, so Ray's own reports (the memory monitor's, `ray list tasks`, the
+        # dashboard) say which iteration a task is
+        task = self._task.options(name=f"iteration {iteration}", **self._task_options)
+        ref = task.remote(run_iteration, iteration, candidate, self.data_ref)
+        self._running[ref] = _InFlight(iteration, candidate, time.monotonic(), self._max_retries)
 
     def submit_ensemble(
         self,
@@ -170,14 +178,15 @@ class RayExecutor:
         try:
             result: IterationResult = self._ray.get(ref)
             return result
-        except Exception as ex:  # the worker died (OOM, node lost): the experiment goes on
+        except Exception as ex:  # Ray ended it (memory, node lost): the experiment goes on
+            why = ended_by_ray(ex, f.max_retries)
             return IterationResult(
                 f.iteration,
                 f.candidate,
                 FAILED,
                 duration=time.monotonic() - f.started,
-                error=f"{type(ex).__name__}: {ex}",
-                log=str(ex),
+                error=why,
+                log=f"{why}\n\n{type(ex).__name__}: {ex}",
             )
 
     def _kill(self, ref: Any, status: str, reason: str) -> IterationResult:

@@ -93,6 +93,8 @@ class Record:
         )
         if r.status == FAILED:
             log.debug("iteration %d failed:\n%s", r.iteration, r.error)
+            if _ended_by_ray(r):
+                console.reason(r.error or "")
 
     def _keep(self, r: IterationResult) -> None:
         score = r.mean(self.metric)
@@ -111,6 +113,13 @@ class Record:
         for r in held:
             if id(r) not in kept:
                 r.oof = None
+
+
+def _ended_by_ray(r: IterationResult) -> bool:
+    """Whether a FAILED iteration's error is one line, Ray's reason (memory, a lost node),
+    rather than the traceback of an estimator that raised: FAILED alone would not tell
+    the two apart in the table, and the traceback stays in MLflow and the debug log."""
+    return bool(r.error) and "\n" not in (r.error or "").strip()
 
 
 @dataclass

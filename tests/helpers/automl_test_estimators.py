@@ -6,7 +6,9 @@ a user adds a family.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -40,14 +42,75 @@ class SleepyClassifier(ClassifierMixin, BaseEstimator):
         return np.repeat(self.classes_[0], len(X))
 
 
-class SlowClassifier(ClassifierMixin, BaseEstimator):
-    """Predicts class frequencies after sleeping in fit: a stand-in for a costly model."""
+def mark_attempt(folder: str | None) -> None:
+    """Append "<Ray node id> <pid>" to `folder`/<task name> (the runner names an
+    iteration's task "iteration N"): a test reads which iteration runs on which node, and
+    (one worker process per attempt) how often it was started."""
+    if not folder:
+        return
+    import ray
 
-    def __init__(self, seconds: float = 2.0) -> None:
+    context = ray.get_runtime_context()
+    name = (context.get_task_name() or f"pid-{os.getpid()}").replace(" ", "-")
+    with open(Path(folder) / name, "a") as f:
+        f.write(f"{context.get_node_id()} {os.getpid()}\n")
+
+
+def marks(folder: Path) -> dict[int, list[tuple[str, int]]]:
+    """Iteration number -> the (node id, pid) of every fit `mark_attempt` wrote."""
+    out: dict[int, list[tuple[str, int]]] = {}
+    for path in folder.glob("iteration-*"):
+        lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        out[int(path.name.split("-")[1])] = [(node, int(pid)) for node, pid in lines]
+    return out
+
+
+class SlowClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts class frequencies after sleeping in fit: a stand-in for a costly model.
+
+    With `marks` (a folder), every fit says where it ran (``mark_attempt``)."""
+
+    def __init__(self, seconds: float = 2.0, marks: str | None = None) -> None:
         self.seconds = seconds
+        self.marks = marks
 
     def fit(self, X, y):
+        mark_attempt(self.marks)
         time.sleep(self.seconds)
+        self.classes_, counts = np.unique(y, return_counts=True)
+        self.prior_ = counts / counts.sum()
+        return self
+
+    def predict_proba(self, X):
+        return np.tile(self.prior_, (len(X), 1))
+
+    def predict(self, X):
+        return np.repeat(self.classes_[np.argmax(self.prior_)], len(X))
+
+
+class HungryClassifier(ClassifierMixin, BaseEstimator):
+    """Allocates `step_mb` more memory every `pause` seconds in fit, up to `limit_mb`,
+    then predicts the majority class: an estimator too big for its node, which Ray's
+    memory monitor kills at a threshold the test sets (the limit keeps a threshold that
+    was never crossed from costing the machine more)."""
+
+    def __init__(
+        self,
+        step_mb: int = 100,
+        limit_mb: int = 4000,
+        pause: float = 0.05,
+        marks: str | None = None,
+    ) -> None:
+        self.step_mb, self.limit_mb, self.pause, self.marks = step_mb, limit_mb, pause, marks
+
+    def fit(self, X, y):
+        mark_attempt(self.marks)
+        held = []
+        for _ in range(self.limit_mb // self.step_mb):
+            # ones, not zeros: every page written, so resident
+            held.append(np.ones(self.step_mb * 1024 * 1024, dtype=np.uint8))
+            time.sleep(self.pause)
+        del held
         self.classes_, counts = np.unique(y, return_counts=True)
         self.prior_ = counts / counts.sum()
         return self

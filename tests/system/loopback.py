@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 NODE_IP = "127.0.0.2"
@@ -115,16 +116,29 @@ class LoopbackCluster:
         """Alive node ids, asked from a separate driver; with `at_least`, that driver
         asks every half second until that many are alive or `timeout` passes (one
         process, not one a poll)."""
+        return self._alive_once(f"len(alive) >= {at_least}", timeout)
+
+    def nodes_without(self, node_id: str, timeout: float = 90) -> list[str]:
+        """Alive node ids once the head reports `node_id` dead (or `timeout` passes)."""
+        return self._alive_once(f"{node_id!r} not in alive", timeout)
+
+    def head_node(self) -> str:
+        """The head's node id (the node that holds Ray's head resource)."""
+        return self._alive_once("True", 60, head_only=True)[0]
+
+    def _alive_once(self, condition: str, timeout: float, head_only: bool = False) -> list[str]:
+        """Alive node ids (with `head_only`, the head's) once `condition` holds of `alive`."""
+        head = " and 'node:__internal_head__' in n['Resources']" if head_only else ""
         code = (
             "import sys, time, ray\n"
             f"ray.init(address='{self.address}', _node_ip_address='{NODE_IP}')\n"
             f"deadline = time.monotonic() + {timeout}\n"
             "while True:\n"
-            "    alive = [n['NodeID'] for n in ray.nodes() if n['Alive']]\n"
-            f"    if len(alive) >= {at_least} or time.monotonic() >= deadline:\n"
+            f"    alive = [n['NodeID'] for n in ray.nodes() if n['Alive']{head}]\n"
+            f"    if ({condition}) or time.monotonic() >= deadline:\n"
             "        break\n"
             "    time.sleep(0.5)\n"
-            "print(' '.join(alive))\n"
+            "print('ALIVE', *alive)\n"
         )
         try:
             out = subprocess.run(
@@ -136,7 +150,11 @@ class LoopbackCluster:
             )
         except subprocess.TimeoutExpired:
             return []  # a head not (yet) answering: ray.init keeps retrying
-        return out.stdout.split() if out.returncode == 0 else []
+        if out.returncode != 0:
+            return []
+        # Ray prints the head's news (a node marked dead) on the same stdout
+        lines = [line.split() for line in out.stdout.splitlines()]
+        return next((line[1:] for line in lines if line[:1] == ["ALIVE"]), [])
 
     def _reaches(self, n: int, timeout: float) -> bool:
         """Whether `n` nodes are alive within `timeout` s (False at once if the head died)."""
@@ -167,10 +185,21 @@ class LoopbackCluster:
         pytest.fail(f"the Ray Jobs API at {self.jobs_address} did not come up")
 
     def kill(self, proc: subprocess.Popen) -> None:
-        # the whole process group: `ray start` and the raylet, object store and workers it started
+        """SIGKILL a node as if its machine died: `ray start`, its process group (the
+        raylet, the object store) and every process below it. Ray's worker processes
+        are not in that group: one left alive went on fitting its iteration after its
+        node was gone."""
+        try:
+            tree = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            tree = []
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        for child in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
         proc.wait(timeout=30)
+        psutil.wait_procs(tree, timeout=30)
 
     def stop(self) -> None:
         for proc in [*self.workers, self.head]:

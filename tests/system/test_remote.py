@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+from automl_test_estimators import marks
 from conftest import NO_ENSEMBLES, SLOW, mlflow_runs
 from mlflow import MlflowClient
 
@@ -106,51 +108,79 @@ def test_unreachable_cluster_fails_with_one_line(tmp_path):
     )
 
 
+# the iterations of the node-loss test: two at once (one on each node), then, the worker gone,
+# the rest one after another on the head; each 5 folds of SLOW_FIT_S
+LOST_NODE_ITERATIONS, SLOW_FIT_S = 6, 0.5
+
+
+def _first_on(node_id: str, folder: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
+    """The first iteration seen fitting on `node_id` (the test estimator's marks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for iteration, fits in sorted(marks(folder).items()):
+            if any(node == node_id for node, _ in fits):
+                return iteration
+        time.sleep(0.1)
+    pytest.fail(f"no iteration ran on the worker node (runner exit code {proc.poll()})")
+
+
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_losing_a_node_mid_run_leaves_every_iteration_accounted_for(two_nodes, tmp_path):
+def test_losing_a_node_mid_run_reruns_its_iteration_on_the_surviving_node(two_nodes, tmp_path):
     cluster, worker = two_nodes
-    proc = subprocess.Popen(
-        [
-            shutil.which("automl-runner"),
-            *cluster.overrides(),
-            SLOW,
-            "automl.allowed_models=[Slow]",
-            "compute.min_nodes=2",
-            "data=iris",
-            "automl.iterations=8",
-            *NO_ENSEMBLES,
-            "++search_space.estimators.slow.fixed={seconds: 0.6}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **RAY_ENV},
-    )
-    # kill the worker node once iterations are running on both nodes
-    rows = 0
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip() and line.split()[0].isdigit():
-            rows += 1
-            if rows == 2:
-                cluster.kill(worker)
-                break
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-3000:]
+    head = cluster.head_node()
+    [worker_id] = [n for n in cluster.nodes() if n != head]
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    output = tmp_path / "runner.out"
+    with output.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                shutil.which("automl-runner"),
+                *cluster.overrides(),
+                SLOW,
+                "automl.allowed_models=[Slow]",
+                "compute.min_nodes=2",
+                # what the rerun takes; with 0 the lost iteration is recorded FAILED
+                "compute.max_retries=2",
+                "data=iris",
+                f"automl.iterations={LOST_NODE_ITERATIONS}",
+                *NO_ENSEMBLES,
+                f"++search_space.estimators.slow.fixed={{seconds: {SLOW_FIT_S}, marks: '{folder}'}}",
+            ],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **RAY_ENV},
+        )
+        try:
+            # kill the worker node while an iteration fits on it
+            lost = _first_on(worker_id, folder, proc)
+            cluster.kill(worker)
+            assert worker.poll() is not None
+            # with it the worker process fitting the iteration
+            [(_, pid), *_] = marks(folder)[lost]
+            assert not psutil.pid_exists(pid), f"worker process {pid} outlived its node"
+            alive = cluster.nodes_without(worker_id)
+            assert alive == [head], f"the head still reports the worker node alive: {alive}"
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = output.read_text()
+    assert proc.returncode == 0, text[-3000:]
     parents, children = _runs(tmp_path, "automl-iris")
     assert parents[0].info.status == "FINISHED"
-    numbers = sorted(int(c.data.tags["automl.iteration"]) for c in children)
-    assert numbers == list(range(8))
-    statuses = [c.data.tags["automl.status"] for c in children]
-    # the lost node's iteration was rerun on the head (or, past its retries, failed with the reason)
-    assert set(statuses) <= {"COMPLETED", "FAILED"}
-    assert statuses.count("COMPLETED") >= 7
-    parent = parents[0]
-    assert (
-        parent.data.metrics["iterations_completed"] + parent.data.metrics["iterations_failed"] == 8
-    )
+    by_number = {int(c.data.tags["automl.iteration"]): c for c in children}
+    assert sorted(by_number) == list(range(LOST_NODE_ITERATIONS))
+    statuses = {n: c.data.tags["automl.status"] for n, c in by_number.items()}
+    assert set(statuses.values()) == {"COMPLETED"}, statuses
+    assert parents[0].data.metrics["iterations_completed"] == LOST_NODE_ITERATIONS
+    # the lost iteration ran again, on the head, and its record says so
+    assert by_number[lost].data.tags["automl.node"].split("/")[1] == head[:12]
+    nodes_of_lost = [node for node, _ in marks(folder)[lost]]
+    assert nodes_of_lost[0] == worker_id and nodes_of_lost[-1] == head
 
 
 @pytest.fixture(scope="module")
