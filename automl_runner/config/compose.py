@@ -10,7 +10,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
-from hydra.errors import CompactHydraException, MissingConfigException
+from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
@@ -55,6 +55,14 @@ def one_line(ex: BaseException) -> str | None:
         return str(ex)
     if isinstance(ex, MissingConfigException):
         return _missing_option(ex)
+    if isinstance(ex, OverrideParseException):
+        # Hydra's text is the parser's ("no viable alternative at input ..."): say which
+        # override, and how one is written
+        why = " ".join(str(ex.message).split()).split(" See https://")[0]
+        return (
+            f"{ex.override}: not an override Hydra can read ({why}); write key=value, "
+            "quoting values with brackets, commas or spaces: 'key=[a,b]'"
+        )
     if isinstance(ex, CompactHydraException):
         cause = ex.__cause__
         if isinstance(cause, OmegaConfBaseException):

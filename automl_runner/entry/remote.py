@@ -23,7 +23,7 @@ from ..config.validate import validate
 from ..engine import jobs
 from ..errors import ComputeError, ConfigError, UserError, first_line
 from ..tracking import control, resume, schema
-from ..tracking.connection import client_for, default_tracking_uri, existing_client
+from ..tracking.connection import NoStore, client_for, default_tracking_uri, existing_client
 from ..tracking.models import load_model
 from ..tracking.status import ExperimentStatus, read_status
 from ..tracking.store import Tracker
@@ -129,8 +129,9 @@ def attach(run_id: str, tracking_uri: str | None = None) -> RemoteExperiment:
     uri = tracking_uri or default_tracking_uri()
     try:
         existing_client(uri)
-    except FileNotFoundError as ex:
-        raise UserError(f"{ex} (pass --tracking-uri, or set MLFLOW_TRACKING_URI)") from ex
+    except NoStore as ex:
+        hint = "" if tracking_uri else " (pass --tracking-uri, or set MLFLOW_TRACKING_URI)"
+        raise UserError(f"{ex}{hint}") from ex
     handle = RemoteExperiment(run_id, uri)
     run = read_status(handle.client, run_id, uri)  # refuses unknown runs in one line
     handle.run_id = run.run_id

@@ -24,7 +24,7 @@ from ..engine.executor import Executor
 from ..engine.ray_executor import RayExecutor
 from ..errors import ConfigError, first_line
 from ..tracking import schema
-from ..tracking.connection import existing_client, store_uri
+from ..tracking.connection import NoStore, existing_client, store_uri
 from ..tracking.explanations import log_explanation, log_failure
 from ..tracking.models import load_model
 from ..tracking.resume import logged_config
@@ -98,7 +98,7 @@ def explain_finished_run(cfg: RunnerConfig, run_id: str) -> dict[str, Any] | Non
     uri = store_uri(cfg.tracking)[0]
     try:
         client = existing_client(uri)
-    except FileNotFoundError as ex:
+    except NoStore as ex:
         raise ConfigError("explain.only", run_id, str(ex)) from ex
     try:
         run = client.get_run(run_id)

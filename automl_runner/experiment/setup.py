@@ -29,6 +29,7 @@ from ..records import PreparedData
 from ..space import SearchSpace
 from ..tracking import resume, schema
 from ..tracking.connection import (
+    NoStore,
     check_reachable,
     driver_settings,
     existing_client,
@@ -223,7 +224,7 @@ def check_resume(cfg: RunnerConfig, described: Described) -> None:
     uri = store_uri(cfg.tracking)[0]
     try:
         client = existing_client(uri)
-    except FileNotFoundError as ex:
+    except NoStore as ex:
         raise ConfigError("automl.resume", cfg.automl.resume, str(ex)) from ex
     run_id = str(cfg.automl.resume)
     resume.open_run(client, run_id, uri)

@@ -82,13 +82,21 @@ def local_store(uri: str) -> Path | None:
     return None
 
 
+class NoStore(LookupError):
+    """No MLflow store where a reading command looks: no file there, or no server."""
+
+
 def existing_client(uri: str) -> Any:
     """A client of a store that exists already: what reads a run never creates a store
-    (MLflow would make an empty one, printing its migrations). FileNotFoundError names
-    the missing file or folder."""
+    (MLflow would make an empty one, printing its migrations), nor waits through MLflow's
+    minutes of retries for a server that is not there. NoStore says which."""
     path = local_store(uri)
     if path is not None and not path.exists():
-        raise FileNotFoundError(f"no MLflow store at {uri}")
+        raise NoStore(f"no MLflow store at {uri}")
+    try:
+        check_reachable(uri)
+    except ConnectionError as ex:
+        raise NoStore(f"no MLflow store at {uri}: {ex}") from ex
     return client_for(uri)
 
 

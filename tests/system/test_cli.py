@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -247,11 +248,29 @@ def test_automl_ctl_on_a_store_that_does_not_exist_is_one_line_and_creates_none(
         ctl.main([command, "0123abc", "--tracking-uri", f"sqlite:///{db}"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert err == (
-        f"automl-ctl: error: no MLflow store at sqlite:///{db} "
-        "(pass --tracking-uri, or set MLFLOW_TRACKING_URI)\n"
-    )
+    assert err == f"automl-ctl: error: no MLflow store at sqlite:///{db}\n"
     assert not db.exists() and not db.parent.exists()
+
+
+def test_automl_ctl_on_a_tracking_server_that_is_not_there_is_one_line_at_once(
+    tmp_path, capsys, monkeypatch
+):
+    from automl_runner.entry import ctl
+    from system.loopback import free_port
+
+    port = free_port()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_:
+        ctl.main(["status", "0123abc"])
+    # not after MLflow's minutes of retries
+    assert time.monotonic() - started < 20
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"automl-ctl: error: no MLflow store at http://127.0.0.1:{port}: no server answers "
+        f"at 127.0.0.1:{port} (Connection refused) (pass --tracking-uri, or set "
+        "MLFLOW_TRACKING_URI)\n"
+    )
 
 
 def test_hydra_full_error_shows_the_traceback(tmp_path):

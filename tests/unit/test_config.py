@@ -172,6 +172,10 @@ def test_cluster_name_refused_by_azure_rules(name):
             ["automl.iterations=many"],
             "automl.iterations=many: Value 'many' of type 'str' could not be converted to Integer",
         ),
+        (
+            ["automl.iterations=[1,"],
+            "automl.iterations=[1,: not an override Hydra can read (no viable alternative",
+        ),
     ],
 )
 def test_composition_errors_become_one_line(overrides, message):
