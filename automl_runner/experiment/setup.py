@@ -63,15 +63,19 @@ def set_up(
     overrides: list[str],
     tags: dict[str, str],
     serial: bool = False,
+    started: float | None = None,
 ) -> Iterator[Setup]:
-    """Set the experiment up; the compute is released (a local Ray shut down) on exit."""
+    """Set the experiment up; the compute is released (a local Ray shut down) on exit.
+
+    `started` (time.monotonic()) is when the experiment began, for the data script's
+    share of automl.experiment_timeout_minutes."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     check_server(cfg.tracking)
     probe(cfg.compute)
     if cfg.automl.resume:
         # a resume that cannot be is refused before the data loads or Ray starts
         check_resume(cfg, described)
-    dataset = load(cfg.data, cfg.automl)
+    dataset = load(cfg.data, cfg.automl, started)
     space = search_space(cfg, dataset)
     data = prepare(dataset, cfg.automl)
     name = experiment_name(cfg)

@@ -92,7 +92,7 @@ def test_seed_get_data_script_loads_unchanged(tmp_path):
         ),
         (
             "import nonexistent_module_xyz\n",
-            "get_data() raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'",
+            "importing the script raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'",
         ),
         (
             "import numpy as np\ndef get_data():\n    X = np.zeros((6, 3)); X[2, 1] = np.inf\n"
