@@ -200,6 +200,8 @@ def _load_file(data: FileData) -> Dataset:
         frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
     except Exception as ex:
         raise DataError(where, f"cannot be read as {fmt}: {_last_line(ex)}") from ex
+    if fmt != "parquet":
+        _refuse_duplicate_header(path, where)
     if data.target not in frame.columns:
         raise ConfigError(
             "data.target", data.target, f"no such column in {path.name}; columns: {_columns(frame)}"
@@ -220,6 +222,23 @@ def _load_file(data: FileData) -> Dataset:
         raise DataError(where, "has no rows with a target value")
     y = frame.pop(data.target).to_numpy()
     return Dataset(data_name(data), frame, y)
+
+
+def _refuse_duplicate_header(path: Path, where: str) -> None:
+    """A CSV header that names a column twice: pandas would rename the second to "a.1"
+    without a word, and the model would then want a column the file does not have."""
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()
+    _refuse_duplicates([str(c) for c in header], where, "the header")
+
+
+def _refuse_duplicates(names: list[str], where: str, what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(
+                where, f"{what} names column {name!r} twice; column names must be unique"
+            )
+        seen.add(name)
 
 
 def _columns(frame: pd.DataFrame, limit: int = 12) -> str:
@@ -245,8 +264,10 @@ def _as_X(value: Any, where: str, key: str) -> Any:
     if X.ndim != 2:
         raise DataError(where, f"{key} has shape {X.shape}; expected 2-D (rows x features)")
     if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        _refuse_duplicates(names, where, key)
         X = X.copy()
-        X.columns = [str(c) for c in X.columns]
+        X.columns = names
     return X
 
 

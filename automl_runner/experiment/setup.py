@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -155,7 +156,11 @@ def prepare(ds: Dataset, automl: AutoMLConfig) -> PreparedData:
             cv = (StratifiedKFold if classification else KFold)(
                 k, shuffle=True, random_state=automl.seed
             )
-            splits = list(cv.split(np.zeros(n), ds.y))
+            with warnings.catch_warnings():
+                # "The least populated class in y has only 1 members": the data check's
+                # warning names those classes in one line of its own
+                warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+                splits = list(cv.split(np.zeros(n), ds.y))
         else:
             idx = np.arange(n)
             train, valid = train_test_split(
