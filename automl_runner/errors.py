@@ -35,6 +35,11 @@ class ComputeError(UserError):
     """The compute target cannot be reached or is too small."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM ended the driver: a KeyboardInterrupt, so every path that ends a run on
+    Ctrl-C (KILLED, what runs cancelled) ends it on SIGTERM too; the command exits 143."""
+
+
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return value if value and " " not in value else repr(value)

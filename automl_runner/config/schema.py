@@ -73,6 +73,9 @@ class ScriptData:
     path: str = MISSING
     # name used for the MLflow experiment; null = derived from the path
     name: str | None = None
+    # get_data() (and importing the script) must return within this many minutes, and
+    # within automl.experiment_timeout_minutes; null = no limit of its own
+    timeout_minutes: float | None = 30.0
 
 
 @dataclass

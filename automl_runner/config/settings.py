@@ -43,6 +43,8 @@ FREE_AUTOML_KEYS = frozenset(
         "ensemble_bags",
     }
 )
+# data keys a resume may change: how long loading may take, not what is loaded
+FREE_DATA_KEYS = frozenset({"timeout_minutes"})
 # groups that define the search; compute, tracking and explain may change on resume
 SEARCH_GROUPS = ("data", "automl", "search_space")
 
@@ -131,6 +133,8 @@ def differing_keys(original: dict[str, Any], current: dict[str, Any]) -> list[st
         if group not in SEARCH_GROUPS:
             continue
         if group == "automl" and rest.split(".")[0] in FREE_AUTOML_KEYS:
+            continue
+        if group == "data" and rest in FREE_DATA_KEYS:
             continue
         if a.get(key, _MISSING) != b.get(key, _MISSING):
             out.append(f"{key} ({_short(a.get(key, _MISSING))} -> {_short(b.get(key, _MISSING))})")

@@ -18,6 +18,7 @@ from .schema import (
     FileData,
     LocalCompute,
     RunnerConfig,
+    ScriptData,
     TrackingConfig,
 )
 
@@ -90,6 +91,8 @@ def _check_data(d: DataConfig, task: str) -> None:
         raise ConfigError("data.path", d.path, f"no such file (looked in {Path.cwd()})")
     if d.kind == "script" and path.suffix != ".py":
         raise ConfigError("data.path", d.path, "data=script needs a .py file defining get_data()")
+    if isinstance(d, ScriptData) and d.timeout_minutes is not None and d.timeout_minutes <= 0:
+        raise ConfigError("data.timeout_minutes", d.timeout_minutes, "must be > 0 or null")
     if isinstance(d, FileData):
         fmt = d.format or path.suffix.lower().lstrip(".")
         if fmt not in ("csv", "parquet"):

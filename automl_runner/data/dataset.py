@@ -144,6 +144,7 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
     for key, X in (("X", ds.X), ("X_valid", ds.X_valid)):
         if X is not None:
             _refuse_infinite(X, key, source)
+    _warn_empty_columns(ds.X, source)
     if task == "regression":
         try:
             ds.y = ds.y.astype(float)
@@ -168,6 +169,9 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
             source, f"y has a single class ({_label(classes[0])}); classification needs two or more"
         )
     folds = automl.n_cross_validations
+    if ds.X_valid is None and folds is not None and counts.max() < folds:
+        # stratified k-fold needs one class with k rows at least
+        raise DataError(source, _too_few_for_folds(classes, counts, folds))
     if ds.X_valid is None and folds is not None and counts.min() < folds:
         # stratified folds still work: some validate without those classes, and a model
         # whose training rows lack one gives it probability 0 there (worker._fold)
@@ -186,6 +190,48 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
             source,
             f"class {_label(rare)} has a single row; a stratified holdout needs two per class",
         )
+
+
+def _warn_empty_columns(X: Any, source: str) -> None:
+    """One warning naming the columns of X with no value at all: they carry nothing (the
+    pipeline's imputer drops them), and numpy would otherwise say so in its own words
+    ("All-NaN slice encountered") where they are summarised."""
+    if sparse.issparse(X):
+        return
+    if isinstance(X, pd.DataFrame):
+        empty = [str(c) for c in X.columns if X[c].isna().all()]
+    else:
+        A = np.asarray(X)
+        empty = [f"x{j}" for j in np.flatnonzero(_all_nan(A))] if A.dtype.kind in "fc" else []
+    if empty:
+        shown = ", ".join(map(repr, empty[:5])) + (" ..." if len(empty) > 5 else "")
+        log.warning(
+            "%s: column(s) with no value (all missing): %s; they carry no information, drop them",
+            source,
+            shown,
+        )
+
+
+def _all_nan(A: np.ndarray, chunk_rows: int = 65536) -> np.ndarray:
+    """Per column of a float array, whether every value is NaN (a block of rows at a time)."""
+    out = np.ones(A.shape[1], dtype=bool)
+    for i in range(0, A.shape[0], chunk_rows):
+        out &= np.isnan(A[i : i + chunk_rows]).all(axis=0)
+    return out
+
+
+def _too_few_for_folds(classes: np.ndarray, counts: np.ndarray, folds: int) -> str:
+    """What to change when no class has as many rows as there are folds."""
+    order = np.argsort(counts, kind="stable")
+    shown = ", ".join(f"{_label(classes[i])} ({int(counts[i])})" for i in order[:5])
+    more = f" and {len(classes) - 5} more" if len(classes) > 5 else ""
+    most = int(counts.max())
+    fewer = f"set automl.n_cross_validations={most} or fewer, " if most >= 2 else ""
+    return (
+        f"no class has {folds} rows for automl.n_cross_validations={folds}; rows per class: "
+        f"{shown}{more}; {fewer}hold out rows instead (automl.n_cross_validations=null "
+        "automl.validation_size=0.2, two rows per class), or drop the classes with few rows"
+    )
 
 
 def _refuse_infinite(X: Any, key: str, source: str, chunk_rows: int = 65536) -> None:

@@ -8,7 +8,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import threading
+import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ..config.schema import AutoMLConfig, BuiltinData, DataConfig, FileData
+from ..config.schema import AutoMLConfig, BuiltinData, DataConfig, FileData, ScriptData
 from ..config.settings import data_name
 from ..errors import ConfigError, DataError
 from .dataset import Dataset, check
@@ -27,14 +31,20 @@ log = logging.getLogger(__name__)
 SCRIPT_KEYS = ("X", "y", "X_valid", "y_valid", "sample_weight")
 
 
-def load(data: DataConfig, automl: AutoMLConfig) -> Dataset:
-    """Load and check the data for this experiment; raise DataError/ConfigError on bad input."""
+def load(data: DataConfig, automl: AutoMLConfig, started: float | None = None) -> Dataset:
+    """Load and check the data for this experiment; raise DataError/ConfigError on bad input.
+
+    `started` (time.monotonic()) is when the experiment began: a data script's time
+    counts against automl.experiment_timeout_minutes from there.
+    """
     if isinstance(data, BuiltinData):
         ds = _load_builtin(data.name)
     elif isinstance(data, FileData):
         ds = _load_file(data)
     else:
-        ds = _load_script(Path(data.path).expanduser(), data.name)
+        ds = _load_script(
+            Path(data.path).expanduser(), data.name, script_deadline(data, automl, started)
+        )
     check(ds, automl, source=source(data))
     return ds
 
@@ -56,25 +66,61 @@ def _load_builtin(name: str) -> Dataset:
     return Dataset(name, bunch.data, bunch.target.to_numpy())
 
 
-def _load_script(path: Path, name: str | None) -> Dataset:
+@dataclass(frozen=True)
+class Deadline:
+    """When a data script must have returned (time.monotonic(); None: never), and the
+    setting that says so, as the error line names it."""
+
+    at: float | None
+    setting: str = ""
+    minutes: float = 0.0
+    # what the error line adds about the setting
+    note: str = ""
+
+    def seconds_left(self) -> float | None:
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+    def missed(self, what: str) -> str:
+        return (
+            f"{what} did not return within {self.minutes:g} minutes "
+            f"({self.setting}={self.minutes:g}{self.note}); make it faster or raise "
+            f"{self.setting}"
+        )
+
+
+def script_deadline(data: ScriptData, automl: AutoMLConfig, started: float | None) -> Deadline:
+    """data.timeout_minutes from now, or the end of automl.experiment_timeout_minutes
+    counted from `started`, whichever comes first."""
+    now = time.monotonic()
+    limits = []
+    if data.timeout_minutes is not None:
+        limits.append(
+            Deadline(now + data.timeout_minutes * 60, "data.timeout_minutes", data.timeout_minutes)
+        )
+    budget = automl.experiment_timeout_minutes
+    if budget is not None:
+        at = (started or now) + budget * 60
+        note = ", counted from the experiment's start"
+        limits.append(Deadline(at, "automl.experiment_timeout_minutes", budget, note))
+    return min(limits, key=lambda d: d.at or 0.0, default=Deadline(None))
+
+
+def _load_script(path: Path, name: str | None, deadline: Deadline) -> Dataset:
     where = f"data.path={path}"
     module_name = f"_automl_get_data_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise DataError(where, "cannot be imported as a Python file")
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
     # let the script import modules that sit next to it
     sys.path.insert(0, str(path.parent.resolve()))
     try:
-        spec.loader.exec_module(module)
+        _in_time(lambda: loader.exec_module(module), deadline, where, "importing the script")
         get_data = getattr(module, "get_data", None)
         if not callable(get_data):
             raise DataError(where, "defines no get_data() function")
-        returned = get_data()
-    except DataError:
-        raise
-    except Exception as ex:  # the user's code: report its own error line
-        raise DataError(where, f"get_data() raised {_last_line(ex)}") from ex
+        returned = _in_time(get_data, deadline, where, "get_data()")
     finally:
         sys.path.remove(str(path.parent.resolve()))
     if not isinstance(returned, dict):
@@ -106,6 +152,41 @@ def _load_script(path: Path, name: str | None) -> Dataset:
     )
 
 
+def _in_time(call: Callable[[], Any], deadline: Deadline, where: str, what: str) -> Any:
+    """`call()` (the user's code) in a daemon thread, waited for until the deadline: past
+    it, one line, and the thread left behind cannot keep the process alive. What it
+    raises is one line too, sys.exit() included (it would end the command silently)."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as ex:  # noqa: BLE001  (SystemExit too: reported, not obeyed)
+            box["error"] = ex
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="automl-get-data", daemon=True).start()
+    # a wait that Ctrl-C and SIGTERM interrupt
+    if not done.wait(deadline.seconds_left()):
+        raise DataError(where, deadline.missed(what))
+    ex = box.get("error")
+    if ex is None:
+        return box.get("value")
+    if isinstance(ex, DataError):
+        raise ex
+    if isinstance(ex, SystemExit):
+        raise DataError(
+            where,
+            f"{what} called sys.exit({ex.code!r}); return the data, or raise an exception "
+            "to fail the run",
+        ) from None
+    if isinstance(ex, Exception):  # the user's code: report its own error line
+        raise DataError(where, f"{what} raised {_last_line(ex)}") from ex
+    raise ex
+
+
 def _last_line(ex: BaseException) -> str:
     lines = traceback.format_exception_only(type(ex), ex)
     return " ".join(line.strip() for line in lines if line.strip())
@@ -119,6 +200,8 @@ def _load_file(data: FileData) -> Dataset:
         frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
     except Exception as ex:
         raise DataError(where, f"cannot be read as {fmt}: {_last_line(ex)}") from ex
+    if fmt != "parquet":
+        _refuse_duplicate_header(path, where)
     if data.target not in frame.columns:
         raise ConfigError(
             "data.target", data.target, f"no such column in {path.name}; columns: {_columns(frame)}"
@@ -139,6 +222,23 @@ def _load_file(data: FileData) -> Dataset:
         raise DataError(where, "has no rows with a target value")
     y = frame.pop(data.target).to_numpy()
     return Dataset(data_name(data), frame, y)
+
+
+def _refuse_duplicate_header(path: Path, where: str) -> None:
+    """A CSV header that names a column twice: pandas would rename the second to "a.1"
+    without a word, and the model would then want a column the file does not have."""
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()
+    _refuse_duplicates([str(c) for c in header], where, "the header")
+
+
+def _refuse_duplicates(names: list[str], where: str, what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(
+                where, f"{what} names column {name!r} twice; column names must be unique"
+            )
+        seen.add(name)
 
 
 def _columns(frame: pd.DataFrame, limit: int = 12) -> str:
@@ -164,8 +264,10 @@ def _as_X(value: Any, where: str, key: str) -> Any:
     if X.ndim != 2:
         raise DataError(where, f"{key} has shape {X.shape}; expected 2-D (rows x features)")
     if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        _refuse_duplicates(names, where, key)
         X = X.copy()
-        X.columns = [str(c) for c in X.columns]
+        X.columns = names
     return X
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.schema import ComputeConfig, LocalCompute
-from ..errors import ComputeError, first_line
+from ..errors import ComputeError, Terminated, first_line
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +116,14 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             }
             common["_system_config"] = system
             # "local" starts a fresh instance even when a cluster is running on this machine
-            ray.init(address="local", num_cpus=compute.num_cpus, **common)
+            with _sigterm_handler_kept():
+                ray.init(address="local", num_cpus=compute.num_cpus, **common)
         else:
             _probe(compute.address)
             if compute.node_ip_address:
                 common["_node_ip_address"] = compute.node_ip_address
             try:
-                with _owner_environment(_owner_settings(compute)):
+                with _owner_environment(_owner_settings(compute)), _sigterm_handler_kept():
                     ray.init(address=compute.address, **common)
             except Exception as ex:
                 raise ComputeError(_join_failure(compute.address, ex)) from ex
@@ -145,12 +148,27 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             _shutdown(ray)
 
 
+@contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """ray.init() replaces the driver's SIGTERM handler with one that exits with code 15,
+    past the handler that ends the run KILLED: a handler set from Python before it is put
+    back, and a SIGTERM during ray.init() itself is raised as Terminated."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    except SystemExit as ex:
+        if ex.code == signal.SIGTERM:
+            raise Terminated from None
+        raise
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
+
+
 def _shutdown(ray: Any) -> None:
     """ray.shutdown(), which a Ctrl-C does not cut short: the run has ended already, and
     a KeyboardInterrupt from inside Ray's teardown would only print its traceback."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         ray.shutdown()
         return

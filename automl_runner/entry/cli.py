@@ -12,12 +12,13 @@ from omegaconf import DictConfig
 
 from ..config import store as _store  # noqa: F401  (stores the schemas before composition)
 from ..config.compose import one_line
-from ..errors import UserError
+from ..errors import Terminated, UserError
 from ..tracking import schema
 
 PROG = "automl-runner"
-# the shell's code for a command ended by SIGINT
+# the shell's codes for a command ended by SIGINT, by SIGTERM
 INTERRUPTED = 130
+TERMINATED = 143
 # sysexits' EX_TEMPFAIL: the tracking server stayed away; the run waits in its journal
 TRACKING_LOST = 75
 _hydra_run_and_report = hydra_utils.run_and_report
@@ -61,9 +62,14 @@ def _app(cfg: DictConfig) -> float | None:
         sys.stderr.write(f"{PROG}: error: {ex}\n")
         sys.exit(TRACKING_LOST)
     except Interrupted as ex:
-        # Ctrl-C twice or SIGTERM: the run is marked KILLED already; no traceback
+        # Ctrl-C twice or SIGTERM (before the search: once): the run is marked KILLED
+        # already; no traceback
         sys.stderr.write(f"{PROG}: {ex}\n")
-        sys.exit(INTERRUPTED)
+        sys.exit(TERMINATED if ex.terminated else INTERRUPTED)
+    except KeyboardInterrupt as ex:  # outside an experiment (explain.only)
+        terminated = isinstance(ex, Terminated)
+        sys.stderr.write(f"{PROG}: {'terminated by SIGTERM' if terminated else 'interrupted'}\n")
+        sys.exit(TERMINATED if terminated else INTERRUPTED)
     if result.status == "KILLED":
         # Ctrl-C once: the best so far is logged (see the summary), the run ended KILLED
         sys.stderr.write(

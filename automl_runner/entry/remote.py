@@ -72,6 +72,11 @@ class RemoteExperiment:
         Returns the driver's answer ("cancelled", "ignored: ...") or "requested" if it has
         not answered within `timeout` seconds (it will act when it next looks).
         """
+        if iteration < 0:
+            # no driver reads such a request: it would only wait out `timeout`
+            raise UserError(
+                f"iteration {iteration}: no such iteration; iterations are numbered from 0"
+            )
         self._check_active()
         control.request_cancel(self.client, self.run_id, iteration)
         tag = schema.cancel_tag(iteration)

@@ -11,6 +11,8 @@ import dataclasses
 import logging
 import os
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -34,14 +36,23 @@ log = logging.getLogger(__name__)
 
 
 def explain(
-    explain_cfg: ExplainConfig, executor: Executor, client: Any, run_id: str, model: Any
+    explain_cfg: ExplainConfig,
+    executor: Executor,
+    client: Any,
+    run_id: str,
+    model: Any,
+    waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> dict[str, Any] | None:
-    """Explain the best model and log it under the run; its summary, None if it failed."""
+    """Explain the best model and log it under the run; its summary, None if it failed.
+
+    `waiting` wraps the wait for the task (the driver's safe stretch: Ctrl-C twice
+    exits there at once, not after explain.timeout_minutes)."""
     target, note = explainable(model)
     try:
-        explanation, rows = executor.explain(
-            target, explainer_settings(explain_cfg), explain_cfg.timeout_minutes * 60
-        )
+        with waiting():
+            explanation, rows = executor.explain(
+                target, explainer_settings(explain_cfg), explain_cfg.timeout_minutes * 60
+            )
         if note:
             explanation.notes.append(note)
             log.info(note)

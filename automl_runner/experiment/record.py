@@ -27,12 +27,18 @@ class NoModelError(UserError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """The driver was told to end at once (Ctrl-C twice, SIGTERM); its run ended KILLED."""
+    """The driver was told to end at once (Ctrl-C twice, SIGTERM; before the search,
+    Ctrl-C once): its run, if it had one, ended KILLED."""
 
-    def __init__(self, run_id: str | None) -> None:
-        self.run_id = run_id
-        where = f"; run {run_id} ended KILLED (resume it with automl.resume={run_id})"
-        super().__init__(f"interrupted{where if run_id else ''}")
+    def __init__(self, run_id: str | None, terminated: bool = False) -> None:
+        self.run_id, self.terminated = run_id, terminated
+        what = "terminated by SIGTERM" if terminated else "interrupted"
+        where = (
+            f"; run {run_id} ended KILLED (resume it with automl.resume={run_id})"
+            if run_id
+            else " before the search started; nothing was run"
+        )
+        super().__init__(what + where)
 
 
 class TrackingLost(Exception):

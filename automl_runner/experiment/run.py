@@ -33,7 +33,7 @@ from .logs import console_and_debug_log
 from .loop import SearchLoop
 from .record import ExperimentResult, Interrupted, NoModelError, Record, TrackingLost
 from .setup import Setup, set_up
-from .steering import Steering
+from .steering import Interrupts, Steering
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +60,27 @@ def run_experiment(
     started = time.monotonic()
     typed = settings(cfg)
     validate(typed)
-    with (
-        console_and_debug_log(typed.automl),
-        set_up(
-            typed,
-            describe(cfg),
-            list(overrides or []),
-            dict(tags or {}),
-            serial,
-            Path(output_dir or ".") / JOURNAL_DIR,
-        ) as s,
-    ):
-        return _run(s, started)
+    interrupts = Interrupts()
+    try:
+        with (
+            interrupts.installed(),
+            console_and_debug_log(typed.automl),
+            set_up(
+                typed,
+                describe(cfg),
+                list(overrides or []),
+                dict(tags or {}),
+                serial,
+                started,
+                Path(output_dir or ".") / JOURNAL_DIR,
+            ) as s,
+        ):
+            return _run(s, started, interrupts)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as ex:
+        # Ctrl-C or SIGTERM while loading the data or connecting: no search ran
+        raise Interrupted(None, terminated=interrupts.by_sigterm(ex)) from ex
 
 
 def search_loop(s: Setup, record: Record, steering: Steering, started: float) -> SearchLoop:
@@ -102,7 +111,7 @@ def search_loop(s: Setup, record: Record, steering: Steering, started: float) ->
     )
 
 
-def _run(s: Setup, started: float) -> ExperimentResult:
+def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
     automl, metric = s.cfg.automl, s.cfg.automl.primary_metric
     record = Record(s.tracker, metric, keep_predictions=automl.ensemble_candidates)
     result = ExperimentResult(
@@ -115,7 +124,7 @@ def _run(s: Setup, started: float) -> ExperimentResult:
         run_ids=record.run_ids,
     )
     channel = DriverChannel(s.tracker.client, s.parent_id)
-    steering = Steering(channel, s.executor, record)
+    steering = Steering(channel, s.executor, record, interrupts)
     loop = search_loop(s, record, steering, started)
     summary = s.summary
     log.info(
@@ -138,7 +147,7 @@ def _run(s: Setup, started: float) -> ExperimentResult:
             automl.experiment_timeout_minutes,
             s.previous.elapsed + time.monotonic() - started,
         )
-        with steering.interrupts.installed():
+        with steering.interrupts.searching():
             search_start = time.monotonic()
             loop.run()
             stopped = loop.order.stopper.reason
@@ -165,7 +174,12 @@ def _run(s: Setup, started: float) -> ExperimentResult:
             steering.interrupts.check()
             if automl.model_explainability:
                 result.explanation = explain(
-                    s.cfg.explain, s.executor, s.tracker.client, s.parent_id, result.model
+                    s.cfg.explain,
+                    s.executor,
+                    s.tracker.client,
+                    s.parent_id,
+                    result.model,
+                    waiting=steering.safe,
                 )
             # Ctrl-C once: the best so far is logged, and the run says it was cut short
             status = "KILLED" if steering.interrupts.requested else "FINISHED"
@@ -174,7 +188,7 @@ def _run(s: Setup, started: float) -> ExperimentResult:
         wait_for_server = False
         for r in s.executor.cancel_all("interrupted"):
             record.add(r)
-        raise Interrupted(s.parent_id) from ex
+        raise Interrupted(s.parent_id, terminated=steering.interrupts.by_sigterm(ex)) from ex
     finally:
         result.status = status
         result.best = record.best

@@ -8,6 +8,7 @@ DictConfig.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -69,17 +70,21 @@ def set_up(
     overrides: list[str],
     tags: dict[str, str],
     serial: bool = False,
+    started: float | None = None,
     journal_dir: Path | None = None,
 ) -> Iterator[Setup]:
     """Set the experiment up; the compute is released (a local Ray shut down) on exit.
-    `journal_dir` keeps what an away tracking server did not take (tracking/journal.py)."""
+
+    `started` (time.monotonic()) is when the experiment began, for the data script's
+    share of automl.experiment_timeout_minutes; `journal_dir` keeps what an away tracking
+    server did not take (tracking/journal.py)."""
     driver_settings()
     check_server(cfg.tracking)
     probe(cfg.compute)
     if cfg.automl.resume:
         # a resume that cannot be is refused before the data loads or Ray starts
         check_resume(cfg, described)
-    dataset = load(cfg.data, cfg.automl)
+    dataset = load(cfg.data, cfg.automl, started)
     space = search_space(cfg, dataset)
     data = prepare(dataset, cfg.automl)
     name = experiment_name(cfg)
@@ -161,7 +166,11 @@ def prepare(ds: Dataset, automl: AutoMLConfig) -> PreparedData:
             cv = (StratifiedKFold if classification else KFold)(
                 k, shuffle=True, random_state=automl.seed
             )
-            splits = list(cv.split(np.zeros(n), ds.y))
+            with warnings.catch_warnings():
+                # "The least populated class in y has only 1 members": the data check's
+                # warning names those classes in one line of its own
+                warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+                splits = list(cv.split(np.zeros(n), ds.y))
         else:
             idx = np.arange(n)
             train, valid = train_test_split(

@@ -1,6 +1,7 @@
 """Steering a running experiment: the requests on its parent run (stop, cancel iteration
 n) over the control channel, its progress written back there, and the signals (Ctrl-C
-once asks for a stop; twice, or SIGTERM, ends the driver at once).
+once asks for a stop; twice, or SIGTERM, ends the driver at once; before the search
+either ends it at once).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from ..engine.executor import Executor
+from ..errors import Terminated
 from ..tracking.control import DriverChannel
 from ..tracking.schema import SEARCHING, STOP, STOPPING, cancel_tag
 from .record import Record
@@ -28,9 +30,15 @@ INTERRUPTED = "interrupted"
 class Steering:
     """The driver's side of steering: reads requests and signals, writes progress."""
 
-    def __init__(self, channel: DriverChannel, executor: Executor, record: Record) -> None:
+    def __init__(
+        self,
+        channel: DriverChannel,
+        executor: Executor,
+        record: Record,
+        interrupts: Interrupts | None = None,
+    ) -> None:
         self.channel, self.executor, self.record = channel, executor, record
-        self.interrupts = Interrupts()
+        self.interrupts = interrupts or Interrupts()
         # why no new iteration starts: a stop request, or Ctrl-C (INTERRUPTED)
         self.stopping: str | None = None
         # epoch seconds each iteration (and ensemble) was launched, for the status
@@ -95,7 +103,12 @@ class Steering:
 
 
 class Interrupts:
-    """Ctrl-C once asks for a stop (``requested``); twice, or SIGTERM, raises KeyboardInterrupt.
+    """Ctrl-C and SIGTERM, for the whole experiment.
+
+    Before the search (loading the data, connecting the compute) both end the driver at
+    once: KeyboardInterrupt, or Terminated for SIGTERM. From the search on (``graceful``)
+    Ctrl-C once asks for a stop (``requested``); twice, or SIGTERM, ends the driver at
+    once, the run marked KILLED with its finished iterations kept.
 
     Installed only on the main thread and only over default handlers, so a host that
     handles signals itself (a notebook kernel with its own) keeps them, and an ignored
@@ -105,24 +118,34 @@ class Interrupts:
     def __init__(self) -> None:
         self.requested = False
         # an exit asked for while the driver was writing to MLflow: raised at check()
-        self.exit_now = False
+        self.exit_now: type[KeyboardInterrupt] | None = None
+        # from the search on: Ctrl-C once is a stop request, exits wait for a safe stretch
+        self.graceful = False
+        # SIGTERM arrived: Ray re-raises a KeyboardInterrupt from inside its waits as a
+        # plain one, so the kind of the exit is kept here too
+        self.terminated = False
         self._saved: dict[int, Any] = {}
         self._safe = 0
 
-    def _exit(self) -> None:
+    def _exit(self, kind: type[KeyboardInterrupt]) -> None:
         # raising inside an MLflow write could leave the SQLite store locked for the
         # writes that end the run; there the exit waits for the next check()
-        if self._safe:
-            raise KeyboardInterrupt
-        self.exit_now = True
+        if self._safe or not self.graceful:
+            raise kind
+        self.exit_now = kind
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            self._exit()
+        if self.requested or not self.graceful:
+            self._exit(KeyboardInterrupt)
         self.requested = True
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        self._exit()
+        self.terminated = True
+        self._exit(Terminated)
+
+    def by_sigterm(self, ex: BaseException) -> bool:
+        """Whether the KeyboardInterrupt `ex` ends the driver for a SIGTERM."""
+        return self.terminated or isinstance(ex, Terminated)
 
     @contextmanager
     def safe(self) -> Iterator[None]:
@@ -135,19 +158,29 @@ class Interrupts:
             self._safe -= 1
 
     def check(self) -> None:
-        """Raise KeyboardInterrupt for an exit asked for outside a safe stretch."""
-        if self.exit_now:
-            self.exit_now = False
-            raise KeyboardInterrupt
+        """Raise KeyboardInterrupt (Terminated) for an exit asked for outside a safe stretch."""
+        kind, self.exit_now = self.exit_now, None
+        if kind is not None:
+            raise kind
+
+    @contextmanager
+    def searching(self) -> Iterator[Interrupts]:
+        """The search and what follows it: Ctrl-C once asks for a stop."""
+        self.graceful = True
+        try:
+            yield self
+        finally:
+            self.graceful = False
 
     @contextmanager
     def installed(self) -> Iterator[Interrupts]:
         if threading.current_thread() is threading.main_thread():
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 self._saved[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_sigint)
-            # None: a handler not set from Python, e.g. Ray's crash reporter, which would
-            # end the driver without its finally blocks
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            # None: a handler not set from Python. Ray's own (ray.init sets one that
+            # exits with code 15, skipping the run's KILLED; engine.compute puts back the
+            # handler ray.init found) is no host's: replaced too
+            if _default_sigterm(signal.getsignal(signal.SIGTERM)):
                 self._saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             yield self
@@ -155,3 +188,11 @@ class Interrupts:
             for signum, handler in self._saved.items():
                 signal.signal(signum, signal.SIG_DFL if handler is None else handler)
             self._saved.clear()
+
+
+def _default_sigterm(handler: Any) -> bool:
+    """Whether the SIGTERM handler is one the driver may replace: the default, one not
+    set from Python, or the one an earlier ray.init() left."""
+    if handler in (signal.SIG_DFL, None):
+        return True
+    return str(getattr(handler, "__module__", "")).startswith("ray.")

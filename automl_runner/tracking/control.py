@@ -80,6 +80,18 @@ def driver_alive(tags: dict[str, str], now: float | None = None) -> str | None:
     return None
 
 
+def session_elapsed(tags: dict[str, str], until: float | None = None) -> float:
+    """Seconds the run's drivers have spent: what earlier drivers spent, plus the latest
+    driver's session up to `until` (now, for a live driver) or, without it, up to its
+    last heartbeat (a driver that died: its time ends where it was last heard of)."""
+    before = float(tags.get(ELAPSED_BEFORE) or 0.0)
+    started = tags.get(SESSION_STARTED)
+    end = until if until is not None else tags.get(HEARTBEAT)
+    if not started or end is None:
+        return before
+    return before + max(0.0, float(end) - float(started))
+
+
 # --- the requesting side -----------------------------------------------------------------
 def request_stop(client: Any, run_id: str) -> None:
     client.set_tag(run_id, STOP, REQUESTED)

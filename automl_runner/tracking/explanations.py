@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -158,13 +159,17 @@ def _plots(e: Explanation, rows: Any, folder: Path) -> None:
         lambda s: s if pd.api.types.is_numeric_dtype(s) else s.astype("category").cat.codes
     )
     plt.figure()
-    shap.summary_plot(
-        values_2d,
-        numeric.to_numpy(dtype=float),
-        feature_names=e.raw_names,
-        show=False,
-        max_display=20,
-    )
+    with warnings.catch_warnings():
+        # numpy's "All-NaN slice encountered" for a column with no value (its colour
+        # scale): the data check named that column on the console already
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shap.summary_plot(
+            values_2d,
+            numeric.to_numpy(dtype=float),
+            feature_names=e.raw_names,
+            show=False,
+            max_display=20,
+        )
     plt.title("SHAP values per row" + (" (each row's predicted class)" if e.classes else ""))
     plt.tight_layout()
     plt.savefig(folder / "summary_beeswarm.png", dpi=110)

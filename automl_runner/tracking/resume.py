@@ -20,7 +20,7 @@ from ..config.settings import differing_keys, read_yaml
 from ..errors import ConfigError
 from ..records import Candidate, IterationResult
 from . import schema
-from .control import driver_alive
+from .control import driver_alive, session_elapsed
 from .store import RUN_STATUS, read_long_tag
 
 log = logging.getLogger(__name__)
@@ -135,11 +135,8 @@ def read_previous(client: Any, run: Any) -> Previous:
     tags = run.data.tags
     if run.info.status != "RUNNING":
         prev.elapsed = float(run.data.metrics.get(schema.DURATION, 0.0))
-    elif schema.HEARTBEAT in tags and schema.SESSION_STARTED in tags:
-        # the driver died without finishing: its time ends at its last heartbeat
-        prev.elapsed = float(tags.get(schema.ELAPSED_BEFORE) or 0) + max(
-            0.0, float(tags[schema.HEARTBEAT]) - float(tags[schema.SESSION_STARTED])
-        )
+    else:  # the driver died without finishing
+        prev.elapsed = session_elapsed(tags)
     return prev
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from ..console import duration, score
 from ..errors import UserError
 from . import schema
-from .control import driver_alive
+from .control import driver_alive, session_elapsed
 
 # states in which a driver is (or is about to be) at work
 ACTIVE = schema.ACTIVE
@@ -144,13 +144,14 @@ def read_status(client: Any, run_id: str, tracking_uri: str) -> ExperimentStatus
     if schema.HEARTBEAT in tags:
         st.heartbeat_age = max(0.0, now - float(tags[schema.HEARTBEAT]))
     if st.active:
-        started = tags.get(schema.SESSION_STARTED)
-        before = float(tags.get(schema.ELAPSED_BEFORE) or 0.0)
-        st.elapsed_seconds = before + (now - float(started) if started else 0.0)
+        st.elapsed_seconds = session_elapsed(tags, until=now)
         st.running = [
             (int(n), str(desc), max(0.0, now - float(t)))
             for n, desc, t in json.loads(tags.get(schema.RUNNING) or "[]")
         ]
+    elif st.state == "LOST":
+        # the driver died without writing its duration: up to its last heartbeat
+        st.elapsed_seconds = session_elapsed(tags)
     else:
         st.elapsed_seconds = float(m.get(schema.DURATION, 0.0))
     st.requests = {k: v for k, v in tags.items() if schema.is_request(k)}

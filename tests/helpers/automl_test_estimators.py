@@ -164,3 +164,31 @@ class ZeroToKClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.model_.predict(X)
+
+
+class SlowToExplainClassifier(ClassifierMixin, BaseEstimator):
+    """Nearest class mean, whose predict_proba sleeps on a batch of more than `rows` rows
+    (the kernel explainer's batches; cross-validation's folds are smaller): a stand-in for
+    a model slow to explain. Before it sleeps it creates the file `marker` if given."""
+
+    def __init__(self, rows: int = 500, seconds: float = 300.0, marker: str = "") -> None:
+        self.rows, self.seconds, self.marker = rows, seconds, marker
+
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=float)
+        self.classes_ = np.unique(y)
+        self.means_ = np.stack([X[y == c].mean(axis=0) for c in self.classes_])
+        return self
+
+    def predict_proba(self, X):
+        X = np.asarray(X, dtype=float)
+        if len(X) > self.rows:
+            if self.marker:
+                open(self.marker, "w").close()
+            time.sleep(self.seconds)
+        distance = ((X[:, None, :] - self.means_[None]) ** 2).sum(axis=2)
+        weights = np.exp(-(distance - distance.min(axis=1, keepdims=True)))
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -273,6 +273,39 @@ def test_automl_ctl_on_a_tracking_server_that_is_not_there_is_one_line_at_once(
     )
 
 
+def _run_dirs_of_two_at_once(cwd: Path) -> list[Path]:
+    """The Hydra run folders of two commands started at once in `cwd` (each refused at
+    validation, after Hydra made its folder), in start order."""
+    procs = [
+        subprocess.Popen(
+            [EXE, f"automl.iterations={n}"],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in (0, -1)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 2
+    return sorted((cwd / "outputs" / "runs").glob("*/*"))
+
+
+def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path):
+    # until a pair lands in the same second (the folder names start HH-MM-SS)
+    for attempt in range(4):
+        cwd = tmp_path / str(attempt)
+        cwd.mkdir()
+        dirs = _run_dirs_of_two_at_once(cwd)
+        if len(dirs) == 1 or dirs[0].name[:8] == dirs[1].name[:8]:
+            break
+    else:
+        pytest.skip("no two runs started in the same second")
+    assert len(dirs) == 2, [d.name for d in dirs]
+    overrides = sorted((d / ".hydra" / "overrides.yaml").read_text() for d in dirs)
+    assert overrides == ["- automl.iterations=-1\n", "- automl.iterations=0\n"]
+    assert all(re.fullmatch(r"\d\d-\d\d-\d\d-\d{6}", d.name) for d in dirs)
+
+
 def test_hydra_full_error_shows_the_traceback(tmp_path):
     out = cli(["automl.iterations=0"], tmp_path, env={"HYDRA_FULL_ERROR": "1"}, timeout=120)
     assert out.returncode != 0

@@ -92,7 +92,7 @@ def test_seed_get_data_script_loads_unchanged(tmp_path):
         ),
         (
             "import nonexistent_module_xyz\n",
-            "get_data() raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'",
+            "importing the script raised ModuleNotFoundError: No module named 'nonexistent_module_xyz'",
         ),
         (
             "import numpy as np\ndef get_data():\n    X = np.zeros((6, 3)); X[2, 1] = np.inf\n"
@@ -343,3 +343,70 @@ def test_dataset_size_counts_x_and_x_valid_whatever_their_type():
     assert Dataset("a", csr, np.zeros(50)).nbytes == (
         csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes
     )
+
+
+def test_no_class_with_as_many_rows_as_folds_is_one_line_saying_what_to_change(tmp_path):
+    csv = tmp_path / "rare.csv"
+    csv.write_text("a,label\n" + "".join(f"{i},c{i}\n" for i in range(5)))
+    cfg = _cfg("data=file", f"data.path={csv}", "data.target=label")
+    with pytest.raises(DataError) as info:
+        load(cfg.data, cfg.automl)
+    assert str(info.value) == (
+        f"data.path={csv}: no class has 5 rows for automl.n_cross_validations=5; rows per "
+        "class: 'c0' (1), 'c1' (1), 'c2' (1), 'c3' (1), 'c4' (1); hold out rows instead "
+        "(automl.n_cross_validations=null automl.validation_size=0.2, two rows per class), "
+        "or drop the classes with few rows"
+    )
+
+
+def test_rare_classes_give_our_warning_not_scikit_learns(tmp_path, caplog):
+    import warnings
+
+    from automl_runner.experiment.setup import prepare
+
+    path = _script(
+        tmp_path,
+        """
+        import numpy as np
+        def get_data():
+            return {"X": np.random.rand(30, 3), "y": np.array(["a"] * 29 + ["single"])}
+    """,
+    )
+    cfg = _cfg("data=script", f"data.path={path}")
+    ds = load(cfg.data, cfg.automl)
+    with warnings.catch_warnings(record=True) as raw:
+        warnings.simplefilter("always")
+        prepare(ds, cfg.automl)
+    assert [str(w.message) for w in raw] == []
+
+
+def test_an_all_missing_column_is_one_warning_of_ours(tmp_path, caplog):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,empty,label\n" + "".join(f"{i},,{i % 2}\n" for i in range(10)))
+    cfg = _cfg("data=file", f"data.path={csv}", "data.target=label")
+    with caplog.at_level("WARNING", logger="automl_runner.data"):
+        load(cfg.data, cfg.automl)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"data.path={csv}: column(s) with no value (all missing): 'empty'; they carry no "
+        "information, drop them"
+    ]
+
+
+def test_duplicate_column_names_are_one_line(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,a,label\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(10)))
+    cfg = _cfg("data=file", f"data.path={csv}", "data.target=label")
+    with pytest.raises(DataError, match="the header names column 'a' twice; column names"):
+        load(cfg.data, cfg.automl)
+    path = _script(
+        tmp_path,
+        """
+        import numpy as np, pandas as pd
+        def get_data():
+            X = pd.DataFrame(np.ones((6, 3)), columns=["a", "b", "a"])
+            return {"X": X, "y": np.arange(6) % 2}
+    """,
+    )
+    cfg = _cfg("data=script", f"data.path={path}")
+    with pytest.raises(DataError, match="X names column 'a' twice; column names must be unique"):
+        load(cfg.data, cfg.automl)
