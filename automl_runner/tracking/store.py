@@ -53,13 +53,13 @@ class Tracker:
         # several runners (a sweep's jobs, two commands in one folder) may open a fresh
         # embedded store at once; MLflow's schema migration is not safe to run twice
         # concurrently, so the first open and the experiment lookup happen under a lock
-        self.client = JournaledClient(
-            MlflowClient(self.uri),
-            journal_dir or Path("tracking-journal"),
-            tracking.outage_minutes * 60,
-            self.uri,
-        )
         with file_lock(lock):
+            self.client = JournaledClient(
+                MlflowClient(self.uri),
+                journal_dir or Path("tracking-journal"),
+                tracking.outage_minutes * 60,
+                self.uri,
+            )
             self.experiment_id = self._experiment(experiment_name, artifact_root)
         self.parent_id: str | None = None
 
