@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ComputeError
+
 
 @dataclass(frozen=True)
 class JobState:
@@ -12,6 +14,23 @@ class JobState:
     status: str
     ended: bool
     message: str
+
+
+def check_jobs_api(address: str) -> None:
+    """Raise ComputeError at once if nothing listens at the Jobs API `address`
+    (http://HEAD:8265): a submission is refused before its run is created."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"http://{address}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=10).close()
+    except OSError as ex:
+        raise ComputeError(
+            f"cannot submit a Ray job to {address}: nothing answers there "
+            f"({ex.strerror or ex}); pass the head's dashboard address, http://HEAD:8265"
+        ) from ex
 
 
 def submit_job(address: str, entrypoint: str, metadata: dict[str, str]) -> str:

@@ -160,6 +160,8 @@ def submit(overrides: list[str] | None = None, address: str | None = None) -> Re
     cfg = settings(composed)
     validate(cfg)
     address = _jobs_address(cfg, address)
+    # nothing is created in the store for a submission that cannot be made
+    jobs.check_jobs_api(address)
     tracker = Tracker(cfg.tracking, experiment_name(cfg))
     described = describe(composed)
     if cfg.automl.resume:
@@ -182,7 +184,9 @@ def submit(overrides: list[str] | None = None, address: str | None = None) -> Re
         job_id = jobs.submit_job(address, entrypoint, metadata={schema.JOB_RUN_ID: run_id})
     except Exception as ex:
         if not cfg.automl.resume:
-            tracker.client.set_tag(run_id, schema.ERROR, f"job submission failed: {ex}"[:5000])
+            tracker.set_tags(
+                {schema.ERROR: f"job submission failed: {ex}"[:5000], schema.STATE: "FAILED"}
+            )
             tracker.client.set_terminated(run_id, "FAILED")
         raise ComputeError(f"cannot submit a Ray job to {address}: {first_line(ex)}") from ex
     tracker.set_tags({schema.JOB_ID: job_id, schema.JOB_ADDRESS: address})

@@ -386,3 +386,22 @@ def test_multirun_prints_a_sweep_summary_and_logs_a_sweep_run(tmp_path):
         assert parent_id in out.stdout
     summary = client.download_artifacts(run_id, "sweep_summary.csv", str(tmp_path))
     assert Path(summary).read_text().count("\n") == 3
+
+
+def test_automl_ctl_submit_to_no_jobs_api_is_one_line_and_creates_no_run(
+    tmp_path, capsys, monkeypatch
+):
+    from automl_runner.entry import ctl
+    from system.loopback import free_port
+
+    port = free_port()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        ctl.main(["submit", "--address", f"http://127.0.0.1:{port}", "data=iris"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"automl-ctl: error: cannot submit a Ray job to http://127.0.0.1:{port}: nothing "
+        "answers there (Connection refused); pass the head's dashboard address, "
+        "http://HEAD:8265\n"
+    )
+    assert not (tmp_path / "outputs").exists()
