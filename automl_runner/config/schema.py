@@ -92,6 +92,9 @@ class FileData:
     format: str | None = None
     # name used for the MLflow experiment; null = the file's stem
     name: str | None = None
+    # a second file with the same columns whose rows the search never sees: the best
+    # model is scored on it (same format and target); null = none
+    test_path: str | None = None
 
 
 # --- automl --------------------------------------------------------------------------------
@@ -109,6 +112,9 @@ class AutoMLConfig:
     n_cross_validations: int | None = 5
     # fraction held out for validation when n_cross_validations is null and no X_valid
     validation_size: float | None = None
+    # share of the rows held out before the search (stratified for classification,
+    # seeded) to score the best model on; null = none (or the data's own test set)
+    test_size: float | None = None
     # metric the search optimises, with Azure AutoML's names
     primary_metric: str = "AUC_weighted"
     # impute missing values and one-hot encode string/categorical columns in the pipeline

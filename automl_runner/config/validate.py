@@ -133,6 +133,8 @@ def _check_automl(a: AutoMLConfig) -> None:
         raise ConfigError("automl.n_cross_validations", a.n_cross_validations, "must be >= 2")
     if a.validation_size is not None and not 0 < a.validation_size < 1:
         raise ConfigError("automl.validation_size", a.validation_size, "must be in (0, 1)")
+    if a.test_size is not None and not 0 < a.test_size < 1:
+        raise ConfigError("automl.test_size", a.test_size, "must be in (0, 1), or null for none")
     if a.max_concurrent_iterations is not None and a.max_concurrent_iterations < 1:
         raise ConfigError(
             "automl.max_concurrent_iterations", a.max_concurrent_iterations, "must be >= 1 or null"

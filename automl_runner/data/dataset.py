@@ -7,6 +7,7 @@ with one line instead of after the cluster is up.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,9 @@ class Dataset:
     X_valid: Any = None
     y_valid: np.ndarray | None = None
     sample_weight: np.ndarray | None = None
+    # rows the search never sees, to score the best model on (test_size, X_test, test_path)
+    X_test: Any = None
+    y_test: np.ndarray | None = None
     # columns the pipeline one-hot encodes (DataFrame input only)
     categorical: list[str] = field(default_factory=list)
     # columns the pipeline imputes and scales (DataFrame input only)
@@ -80,6 +84,7 @@ class Dataset:
             "categorical_columns": len(self.categorical),
             "date_columns": len(self.dates),
             "validation_rows": 0 if self.X_valid is None else int(self.X_valid.shape[0]),
+            "test_rows": 0 if self.X_test is None else int(self.X_test.shape[0]),
             "sample_weight": self.sample_weight is not None,
         }
         if not self.is_sparse:
@@ -118,10 +123,14 @@ def missing_values(X: Any, chunk_rows: int = 65536) -> int:
 def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
     task = automl.task
     pairs = [("X", ds.X, "y", ds.y)]
-    if ds.X_valid is not None or ds.y_valid is not None:
-        if ds.X_valid is None or ds.y_valid is None:
-            raise DataError(source, "X_valid and y_valid must be given together")
-        pairs.append(("X_valid", ds.X_valid, "y_valid", ds.y_valid))
+    for xk, X, yk, y in (
+        ("X_valid", ds.X_valid, "y_valid", ds.y_valid),
+        ("X_test", ds.X_test, "y_test", ds.y_test),
+    ):
+        if X is not None or y is not None:
+            if X is None or y is None:
+                raise DataError(source, f"{xk} and {yk} must be given together")
+            pairs.append((xk, X, yk, y))
     for xk, X, yk, y in pairs:
         if X.shape[0] != len(y):
             raise DataError(
@@ -131,8 +140,13 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
         raise DataError(
             source, f"sample_weight has {len(ds.sample_weight)} values for {len(ds.y)} rows"
         )
-    if ds.X_valid is not None and ds.X_valid.shape[1] != ds.X.shape[1]:
-        raise DataError(source, f"X_valid has {ds.X_valid.shape[1]} columns, X has {ds.X.shape[1]}")
+    for key, other in (("X_valid", ds.X_valid), ("X_test", ds.X_test)):
+        if other is not None and other.shape[1] != ds.X.shape[1]:
+            raise DataError(source, f"{key} has {other.shape[1]} columns, X has {ds.X.shape[1]}")
+        if isinstance(other, pd.DataFrame) and isinstance(ds.X, pd.DataFrame):
+            absent = [c for c in ds.X.columns if c not in other.columns]
+            if absent:
+                raise DataError(source, f"{key} has no column {absent[0]!r}, which X has")
     if ds.n_rows < 2:
         raise DataError(source, f"has {ds.n_rows} rows; need at least 2")
     missing_y = pd.isna(ds.y)
@@ -141,7 +155,7 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
             source, f"y has {int(missing_y.sum())} missing values; drop those rows or fill them"
         )
     _type_columns(ds, automl, source)
-    for key, X in (("X", ds.X), ("X_valid", ds.X_valid)):
+    for key, X in (("X", ds.X), ("X_valid", ds.X_valid), ("X_test", ds.X_test)):
         if X is not None:
             _refuse_infinite(X, key, source)
     _warn_empty_columns(ds.X, source)
@@ -150,6 +164,8 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
             ds.y = ds.y.astype(float)
             if ds.y_valid is not None:
                 ds.y_valid = ds.y_valid.astype(float)
+            if ds.y_test is not None:
+                ds.y_test = ds.y_test.astype(float)
         except (TypeError, ValueError):
             raise ConfigError(
                 "automl.task",
@@ -190,6 +206,38 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
             source,
             f"class {_label(rare)} has a single row; a stratified holdout needs two per class",
         )
+
+
+def hold_out_test(ds: Dataset, share: float, seed: int, classification: bool) -> Dataset:
+    """`ds` with `share` of its rows moved to its test set (automl.test_size): seeded, and
+    stratified for classification when every class has two rows to split."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(ds.n_rows)
+    stratify = None
+    if classification:
+        _, counts = np.unique(ds.y.astype(str), return_counts=True)
+        stratify = ds.y.astype(str) if counts.min() >= 2 else None
+    try:
+        train, test = train_test_split(rows, test_size=share, random_state=seed, stratify=stratify)
+    except ValueError as ex:  # too few rows for the share
+        raise ConfigError("automl.test_size", share, f"cannot hold out a test set: {ex}") from ex
+    train, test = np.sort(train), np.sort(test)
+    weight = None if ds.sample_weight is None else ds.sample_weight[train]
+    return dataclasses.replace(
+        ds,
+        X=_rows(ds.X, train),
+        y=ds.y[train],
+        sample_weight=weight,
+        X_test=_rows(ds.X, test),
+        y_test=ds.y[test],
+    )
+
+
+def _rows(X: Any, idx: np.ndarray) -> Any:
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[idx].reset_index(drop=True)
+    return X[idx]
 
 
 def _warn_empty_columns(X: Any, source: str) -> None:
@@ -272,7 +320,7 @@ def _type_columns(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
         if not ds.is_sparse and not np.issubdtype(np.asarray(ds.X).dtype, np.number):
             raise DataError(source, "X is not numeric; give a DataFrame for string columns")
         return
-    frames = [ds.X] + ([ds.X_valid] if isinstance(ds.X_valid, pd.DataFrame) else [])
+    frames = [ds.X] + [f for f in (ds.X_valid, ds.X_test) if isinstance(f, pd.DataFrame)]
     numeric, categorical, dates = [], [], []
     for col in ds.X.columns:
         s = ds.X[col]

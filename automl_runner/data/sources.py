@@ -23,12 +23,12 @@ from scipy import sparse
 from ..config.schema import AutoMLConfig, BuiltinData, DataConfig, FileData, ScriptData
 from ..config.settings import data_name
 from ..errors import ConfigError, DataError
-from .dataset import Dataset, check
+from .dataset import Dataset, check, hold_out_test
 
 log = logging.getLogger(__name__)
 
 # what a data script's get_data() may return
-SCRIPT_KEYS = ("X", "y", "X_valid", "y_valid", "sample_weight")
+SCRIPT_KEYS = ("X", "y", "X_valid", "y_valid", "sample_weight", "X_test", "y_test")
 
 
 def load(data: DataConfig, automl: AutoMLConfig, started: float | None = None) -> Dataset:
@@ -45,6 +45,15 @@ def load(data: DataConfig, automl: AutoMLConfig, started: float | None = None) -
         ds = _load_script(
             Path(data.path).expanduser(), data.name, script_deadline(data, automl, started)
         )
+    if automl.test_size is not None:
+        if ds.X_test is not None:
+            raise ConfigError(
+                "automl.test_size",
+                automl.test_size,
+                f"{source(data)} gives a test set already (X_test, or data.test_path); "
+                "set automl.test_size=null or drop that test set",
+            )
+        ds = hold_out_test(ds, automl.test_size, automl.seed, automl.task == "classification")
     check(ds, automl, source=source(data))
     return ds
 
@@ -149,6 +158,12 @@ def _load_script(path: Path, name: str | None, deadline: Deadline) -> Dataset:
         None
         if returned.get("sample_weight") is None
         else _as_y(returned["sample_weight"], where, "sample_weight").astype(float),
+        X_test=None
+        if returned.get("X_test") is None
+        else _as_X(returned["X_test"], where, "X_test"),
+        y_test=None
+        if returned.get("y_test") is None
+        else _as_y(returned["y_test"], where, "y_test"),
     )
 
 
@@ -193,8 +208,17 @@ def _last_line(ex: BaseException) -> str:
 
 
 def _load_file(data: FileData) -> Dataset:
-    path = Path(data.path).expanduser()
-    where = f"data.path={data.path}"
+    X, y = _read_table(data, data.path, "data.path")
+    ds = Dataset(data_name(data), X, y)
+    if data.test_path:
+        ds.X_test, ds.y_test = _read_table(data, data.test_path, "data.test_path")
+    return ds
+
+
+def _read_table(data: FileData, file: str, key: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """(features, target) of one file: the training file, or the test file beside it."""
+    path = Path(file).expanduser()
+    where = f"{key}={file}"
     fmt = data.format or path.suffix.lower().lstrip(".")
     try:
         frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
@@ -221,7 +245,7 @@ def _load_file(data: FileData) -> Dataset:
     if frame.empty:
         raise DataError(where, "has no rows with a target value")
     y = frame.pop(data.target).to_numpy()
-    return Dataset(data_name(data), frame, y)
+    return frame, y
 
 
 def _refuse_duplicate_header(path: Path, where: str) -> None:

@@ -146,6 +146,8 @@ class ExperimentResult:
     search_seconds: float | None = None
     # the explanation's summary (see tracking.explanations.summary), None if not explained
     explanation: dict[str, Any] | None = None
+    # every metric of the task for the refit best model on the test set (none: no test set)
+    test_scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_score(self) -> float | None:

@@ -3,6 +3,7 @@
     setup      validate, load the data, fix the splits, connect the compute, open the store
     loop       ask, submit, collect, tell, log, show  (until a budget or a stop ends it)
     finishing  the ensembles, the refit of the best, its model logged
+    evaluate   the best model on the test set, and its charts
     explain    SHAP of the best model
     report     the parent run ended with its true status; the summary printed
 
@@ -28,6 +29,7 @@ from ..tracking import schema
 from ..tracking.control import DriverChannel
 from . import finishing, report
 from .budget import Budget
+from .evaluation import evaluate
 from .explanation import explain
 from .logs import console_and_debug_log
 from .loop import SearchLoop
@@ -172,6 +174,15 @@ def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
                 s.executor, s.tracker, best, s.dataset.X, steering
             )
             steering.interrupts.check()
+            result.test_scores = evaluate(
+                s.tracker,
+                result.model,
+                s.dataset,
+                s.data,
+                best,
+                record.run_ids[best.iteration],
+                record.results,
+            )
             if automl.model_explainability:
                 result.explanation = explain(
                     s.cfg.explain,

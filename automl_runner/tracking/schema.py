@@ -32,6 +32,11 @@ CONFIG_ARTIFACT = "config/config.yaml"  # the resolved config (resume and explai
 OVERRIDES_ARTIFACT = "config/overrides.txt"  # the overrides, one per line
 DATA_SUMMARY_ARTIFACT = "data_summary.json"  # rows, features, classes, missing values
 LEADERBOARD_ARTIFACT = "leaderboard.csv"  # every iteration, best first
+# the best model's evaluation on the parent run: charts, and the test set's predictions
+EVALUATION_FOLDER = "evaluation"
+TEST_PREDICTIONS_ARTIFACT = "evaluation/test_predictions.csv"
+# the evaluation's source: "test" (held-out rows) or "out-of-fold" (the best's validation)
+EVALUATED_ON = "automl.evaluated_on"
 
 
 def resume_overrides_artifact(resume: int) -> str:
@@ -58,6 +63,11 @@ def count_metric(count: str) -> str:
 def best_metric(metric: str) -> str:
     """The best score so far, stepped by finished iteration."""
     return f"best_{metric}"
+
+
+def test_metric(metric: str) -> str:
+    """The best model's score on the test set (parent run and best iteration's run)."""
+    return f"test_{metric}"
 
 
 def final_metric(metric: str) -> str:

@@ -188,6 +188,20 @@ class Tracker:
     def journal(self) -> Path:
         return self.client.journal
 
+    def log_scores(self, run_ids: list[str], scores: dict[str, float]) -> None:
+        """Metrics (the test scores) on each of these runs."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for run_id in run_ids:
+            metrics = [Metric(k, float(v), now, 0) for k, v in scores.items()]
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def log_folder(self, folder: Path, artifact_path: str) -> None:
+        """Every file of `folder` under `artifact_path` of the parent run."""
+        assert self.parent_id
+        self.client.log_artifacts(self.parent_id, str(folder), artifact_path)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags on the parent run."""
         from mlflow.entities import RunTag

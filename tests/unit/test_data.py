@@ -83,8 +83,8 @@ def test_seed_get_data_script_loads_unchanged(tmp_path):
             "X has 6 rows but y has 5; they must match",
         ),
         (
-            "import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(6) % 2, 'X_test': 1}\n",
-            "unknown key 'X_test'",
+            "import numpy as np\ndef get_data():\n    return {'X': np.zeros((6, 2)), 'y': np.arange(6) % 2, 'X_tset': 1}\n",
+            "unknown key 'X_tset'",
         ),
         (
             "import numpy as np\ndef get_data():\n    return {'X': np.zeros(6), 'y': np.arange(6) % 2}\n",
