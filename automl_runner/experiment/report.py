@@ -4,6 +4,8 @@ the parent run, and the summary on the console (where everything is, how to open
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from .. import console
@@ -13,7 +15,10 @@ from ..records import counts
 from ..tracking import schema
 from ..tracking.connection import store_uri
 from ..tracking.store import Tracker
+from .description import describe_run
 from .record import ExperimentResult
+
+log = logging.getLogger(__name__)
 
 
 def finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
@@ -24,10 +29,15 @@ def finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
     metrics[schema.DURATION] = elapsed
     if result.search_seconds is not None:
         metrics[schema.SEARCH_SECONDS] = result.search_seconds
+    board = leaderboard(result)
     tags = {}
+    try:
+        tags[schema.DESCRIPTION] = describe_run(result, board)
+    except Exception as ex:  # a description is no reason to leave the run unended
+        log.warning("the run's description was not written: %s", ex)
     if result.best is not None:
         metrics[schema.final_metric(result.primary_metric)] = float(result.best_score or 0.0)
-        tags = {
+        tags |= {
             schema.BEST_ITERATION: str(result.best.iteration),
             schema.BEST_PIPELINE: result.best.candidate.description,
             schema.BEST_RUN_ID: str(result.best_run_id),
@@ -36,7 +46,7 @@ def finish(tracker: Tracker, result: ExperimentResult, elapsed: float) -> None:
         result.status,
         metrics,
         tags,
-        leaderboard(result).to_csv(index=False),
+        board.to_csv(index=False),
         step=len(result.results),
     )
 

@@ -36,6 +36,7 @@ from ..tracking.connection import (
     existing_client,
     store_uri,
 )
+from ..tracking.datasets import dataset_inputs
 from ..tracking.store import Tracker
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def set_up(
     def begin(executor: Executor, data: PreparedData, slots: int, tracker: Tracker) -> Setup:
         summary = dataset.summary(cfg.automl.task)
         parent_id, previous = start_parent(tracker, cfg, described, overrides, tags, summary)
+        log_datasets(tracker, dataset, getattr(cfg.data, "path", None))
         return Setup(
             cfg, dataset, space, data, executor, slots, tracker, parent_id, summary, previous
         )
@@ -138,6 +140,22 @@ def set_up(
             dataset.X, dataset.y, dataset.X_valid = data.X, data.y, data.X_valid
             tracker = pending.result() if pending else open_tracker(cfg, name, journal_dir)
             yield begin(executor, data, min(wanted, slots), tracker)
+
+
+def log_datasets(tracker: Tracker, ds: Dataset, source: str | None) -> None:
+    """The training, validation and test data as MLflow datasets on the parent run, and
+    the first two on every iteration's run."""
+    parts = {
+        "training": (ds.X, ds.y),
+        "validation": (ds.X_valid, ds.y_valid),
+        "test": (ds.X_test, ds.y_test),
+    }
+    try:
+        inputs = dataset_inputs(ds.name, parts, source)
+    except Exception as ex:  # a dataset MLflow cannot describe is no reason to stop
+        log.warning("the data was not logged as MLflow datasets: %s", first_line(ex))
+        return
+    tracker.log_datasets(inputs, [i for i in inputs if i.tags[0].value != "test"])
 
 
 def search_space(cfg: RunnerConfig, dataset: Dataset) -> SearchSpace:

@@ -151,6 +151,9 @@ class JournaledClient:
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         self._write("log_artifacts", run_id, local_dir, artifact_path)
 
+    def log_inputs(self, run_id: str, datasets: Any = None, **kwargs: Any) -> None:
+        self._write("log_inputs", run_id, datasets, **kwargs)
+
     def update_run(self, run_id: str, **kwargs: Any) -> None:
         self._write("update_run", run_id, **kwargs)
 
@@ -385,6 +388,12 @@ def _encode(value: Any) -> Any:
         return {"__Param__": [value.key, value.value]}
     if isinstance(value, RunTag):
         return {"__RunTag__": [value.key, value.value]}
+    if type(value).__module__.startswith("mlflow.entities"):
+        # other entities (a dataset input): pickled, as this process wrote them
+        import base64
+        import pickle
+
+        return {"__pickle__": base64.b64encode(pickle.dumps(value)).decode()}
     if isinstance(value, list | tuple):
         return [_encode(v) for v in value]
     if isinstance(value, dict):
@@ -408,6 +417,11 @@ def _decode(value: Any, ids: dict[str, str]) -> Any:
             name = key.strip("_")
             if key == f"__{name}__" and name in _ENTITIES:
                 return getattr(entities, name)(*_decode(fields, ids))
+            if key == "__pickle__":
+                import base64
+                import pickle
+
+                return pickle.loads(base64.b64decode(fields))
         return {k: _decode(v, ids) for k, v in value.items()}
     return value
 

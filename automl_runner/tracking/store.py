@@ -62,6 +62,8 @@ class Tracker:
             )
             self.experiment_id = self._experiment(experiment_name, artifact_root)
         self.parent_id: str | None = None
+        # the training and validation data as MLflow dataset inputs, for every child run
+        self.child_inputs: list[Any] = []
 
     def _experiment(self, name: str, artifact_root: str | None) -> str:
         from mlflow.exceptions import MlflowException
@@ -119,6 +121,14 @@ class Tracker:
         if data_summary is not None:
             self.log_data_summary(data_summary)
         return self.parent_id
+
+    def log_datasets(self, parent_inputs: list[Any], child_inputs: list[Any]) -> None:
+        """The data as MLflow datasets: all of it on the parent, the training and
+        validation rows on each iteration's run from here on."""
+        assert self.parent_id
+        if parent_inputs:
+            self.client.log_inputs(self.parent_id, datasets=parent_inputs)
+        self.child_inputs = child_inputs
 
     def log_data_summary(self, data_summary: dict[str, Any]) -> None:
         from mlflow.entities import Param, RunTag
@@ -259,6 +269,8 @@ class Tracker:
                     ),
                 ],
             )
+            if self.child_inputs:
+                self.client.log_inputs(run_id, datasets=self.child_inputs)
             if result.log:
                 name = "traceback.txt" if result.status == FAILED else "iteration.log"
                 self.client.log_text(run_id, result.log, name)
