@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import console
 from ..config.schema import AutoMLConfig, RunnerConfig, TrackingConfig
 from ..config.settings import Described, experiment_name
-from ..data import Dataset, load
+from ..data import Dataset, guardrails, load
+from ..data.sources import source
 from ..engine.compute import connect, probe
 from ..engine.executor import Executor
 from ..engine.ray_executor import RayExecutor
@@ -85,6 +87,7 @@ def set_up(
         # a resume that cannot be is refused before the data loads or Ray starts
         check_resume(cfg, described)
     dataset = load(cfg.data, cfg.automl, started)
+    checked = check_guardrails(cfg, dataset)
     space = search_space(cfg, dataset)
     data = prepare(dataset, cfg.automl)
     name = experiment_name(cfg)
@@ -92,6 +95,9 @@ def set_up(
     def begin(executor: Executor, data: PreparedData, slots: int, tracker: Tracker) -> Setup:
         summary = dataset.summary(cfg.automl.task)
         parent_id, previous = start_parent(tracker, cfg, described, overrides, tags, summary)
+        if checked is not None:
+            alerts = {c.name: f"{c.status}: {c.detail}" for c in checked.alerts}
+            tracker.log_guardrails(checked.as_dict(), alerts)
         return Setup(
             cfg, dataset, space, data, executor, slots, tracker, parent_id, summary, previous
         )
@@ -138,6 +144,21 @@ def set_up(
             dataset.X, dataset.y, dataset.X_valid = data.X, data.y, data.X_valid
             tracker = pending.result() if pending else open_tracker(cfg, name, journal_dir)
             yield begin(executor, data, min(wanted, slots), tracker)
+
+
+def check_guardrails(cfg: RunnerConfig, dataset: Dataset) -> guardrails.Guardrails | None:
+    """The data guardrails (automl.guardrails), shown as a table before anything starts;
+    with strict an alert is a one-line error here, before Ray starts or the store opens."""
+    if cfg.automl.guardrails == "off":
+        return None
+    # the test rows go in as X_test once a test set is held out (issue 26, point 1)
+    report = guardrails.evaluate(dataset, cfg.automl)
+    console.guardrails(
+        [(c.name, c.status, c.detail, c.status == guardrails.ALERTED) for c in report.checks],
+        report.seconds,
+    )
+    guardrails.enforce(report, cfg.automl.guardrails, source(cfg.data))
+    return report
 
 
 def search_space(cfg: RunnerConfig, dataset: Dataset) -> SearchSpace:

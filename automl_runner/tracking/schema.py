@@ -32,6 +32,14 @@ CONFIG_ARTIFACT = "config/config.yaml"  # the resolved config (resume and explai
 OVERRIDES_ARTIFACT = "config/overrides.txt"  # the overrides, one per line
 DATA_SUMMARY_ARTIFACT = "data_summary.json"  # rows, features, classes, missing values
 LEADERBOARD_ARTIFACT = "leaderboard.csv"  # every iteration, best first
+GUARDRAILS_ARTIFACT = "guardrails.json"  # every data guardrail: name, status, detail, columns
+# tag prefix of an ALERTED guardrail: + its name, valued "ALERTED: <detail>"
+GUARDRAIL = "automl.guardrail."
+
+
+def guardrail_tag(name: str) -> str:
+    """The tag of an ALERTED data guardrail (data/guardrails.py names them)."""
+    return f"{GUARDRAIL}{name}"
 
 
 def resume_overrides_artifact(resume: int) -> str:
