@@ -50,3 +50,19 @@ def row(
 def reason(text: str) -> None:
     """Why an iteration ended, on a line under its row, in the PIPELINE column."""
     log.info("%s%s", " " * 13, text)
+
+
+_GUARDRAIL_ROW = "{:<18} {:<8} {}"
+
+
+def guardrails(checks: list[tuple[str, str, str, bool]], seconds: float) -> None:
+    """The data guardrails before the search, one row each: (name, status, detail,
+    alerted); an alerted row is a warning, so it shows at automl.verbosity=WARNING too."""
+    log.info("*" * 95)
+    log.info("DATA GUARDRAILS (%.2f s)", seconds)
+    log.info(_GUARDRAIL_ROW.format("GUARDRAIL", "STATUS", "DETAIL"))
+    for name, status, detail, alerted in checks:
+        log.log(
+            logging.WARNING if alerted else logging.INFO,
+            _GUARDRAIL_ROW.format(name, status, detail),
+        )

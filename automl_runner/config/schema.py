@@ -155,6 +155,9 @@ class AutoMLConfig:
     ensemble_bags: int = 20
     # continue an interrupted experiment: its MLflow parent run id; null = a new experiment
     resume: str | None = None
+    # data guardrails before the search (data/guardrails.py): warn (an ALERTED check is
+    # shown and logged, the experiment goes on), strict (it is an error), off (none run)
+    guardrails: str = "warn"
 
 
 # --- search space --------------------------------------------------------------------------

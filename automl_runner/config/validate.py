@@ -27,6 +27,7 @@ BUILTIN_SETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 REGRESSION_SETS = ("diabetes",)
 VERBOSITY = ("DEBUG", "INFO", "WARNING", "ERROR")
 SEARCHES = ("tpe", "random")
+GUARDRAILS = ("warn", "strict", "off")
 PARAM_TYPES = ("int", "float", "categorical")
 # Azure's rule for compute names: fewer than 64 characters, none of these.
 _CLUSTER_FORBIDDEN = set("`~!@#$%^&*()=+_[]{}\\|;:'\",<>/?")
@@ -143,6 +144,8 @@ def _check_automl(a: AutoMLConfig) -> None:
         raise ConfigError("automl.verbosity", a.verbosity, f"allowed: {', '.join(VERBOSITY)}")
     if a.search not in SEARCHES:
         raise ConfigError("automl.search", a.search, f"allowed: {', '.join(SEARCHES)}")
+    if a.guardrails not in GUARDRAILS:
+        raise ConfigError("automl.guardrails", a.guardrails, f"allowed: {', '.join(GUARDRAILS)}")
     for key in ("early_stopping_patience", "ensemble_candidates", "ensemble_size", "ensemble_bags"):
         if getattr(a, key) < 1:
             raise ConfigError(f"automl.{key}", getattr(a, key), "must be >= 1")

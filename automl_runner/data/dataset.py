@@ -182,7 +182,7 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
     classes, counts = np.unique(ds.y, return_counts=True)
     if len(classes) < 2:
         raise DataError(
-            source, f"y has a single class ({_label(classes[0])}); classification needs two or more"
+            source, f"y has a single class ({label(classes[0])}); classification needs two or more"
         )
     folds = automl.n_cross_validations
     if ds.X_valid is None and folds is not None and counts.max() < folds:
@@ -192,7 +192,7 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
         # stratified folds still work: some validate without those classes, and a model
         # whose training rows lack one gives it probability 0 there (worker._fold)
         rare = ", ".join(
-            f"{_label(c)} ({n})" for c, n in zip(classes, counts, strict=True) if n < folds
+            f"{label(c)} ({n})" for c, n in zip(classes, counts, strict=True) if n < folds
         )
         log.warning(
             "%s: class(es) with fewer rows than the %d folds: %s; not every fold holds them",
@@ -204,7 +204,7 @@ def check(ds: Dataset, automl: AutoMLConfig, source: str) -> None:
         rare = classes[np.argmin(counts)]
         raise DataError(
             source,
-            f"class {_label(rare)} has a single row; a stratified holdout needs two per class",
+            f"class {label(rare)} has a single row; a stratified holdout needs two per class",
         )
 
 
@@ -271,7 +271,7 @@ def _all_nan(A: np.ndarray, chunk_rows: int = 65536) -> np.ndarray:
 def _too_few_for_folds(classes: np.ndarray, counts: np.ndarray, folds: int) -> str:
     """What to change when no class has as many rows as there are folds."""
     order = np.argsort(counts, kind="stable")
-    shown = ", ".join(f"{_label(classes[i])} ({int(counts[i])})" for i in order[:5])
+    shown = ", ".join(f"{label(classes[i])} ({int(counts[i])})" for i in order[:5])
     more = f" and {len(classes) - 5} more" if len(classes) > 5 else ""
     most = int(counts.max())
     fewer = f"set automl.n_cross_validations={most} or fewer, " if most >= 2 else ""
@@ -310,7 +310,7 @@ def _refuse_infinite(X: Any, key: str, source: str, chunk_rows: int = 65536) -> 
             )
 
 
-def _label(value: Any) -> str:
+def label(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 

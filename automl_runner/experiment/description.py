@@ -20,9 +20,7 @@ TOP_ROWS = 10
 _LIMIT = 8000
 
 
-def describe_run(
-    result: ExperimentResult, board: pd.DataFrame, alerts: list[str] | None = None
-) -> str:
+def describe_run(result: ExperimentResult, board: pd.DataFrame) -> str:
     """The Markdown description of the experiment `result` holds."""
     metric = result.primary_metric
     lines = [f"## {result.status.lower()}: {_headline(result)}", ""]
@@ -31,7 +29,7 @@ def describe_run(
     lines += ["", f"### Leaderboard (top {min(TOP_ROWS, len(board))} of {len(board)})", ""]
     lines += _table(board.head(TOP_ROWS), metric)
     lines += ["", "### Data guardrails", ""]
-    lines += [f"- **ALERTED** {a}" for a in alerts or []] or ["- no alert"]
+    lines += [f"- **ALERTED** {a}" for a in result.guardrail_alerts] or ["- no alert"]
     top = _top_features(result.explanation)
     if top:
         lines += ["", "### Top features (mean |SHAP|)", ""]

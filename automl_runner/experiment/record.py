@@ -148,6 +148,8 @@ class ExperimentResult:
     explanation: dict[str, Any] | None = None
     # every metric of the task for the refit best model on the test set (none: no test set)
     test_scores: dict[str, float] = field(default_factory=dict)
+    # the data guardrails that ALERTED, "name: detail"
+    guardrail_alerts: list[str] = field(default_factory=list)
 
     @property
     def best_score(self) -> float | None:

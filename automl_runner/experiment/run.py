@@ -124,6 +124,7 @@ def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
         metric,
         results=record.results,
         run_ids=record.run_ids,
+        guardrail_alerts=s.alerts,
     )
     channel = DriverChannel(s.tracker.client, s.parent_id)
     steering = Steering(channel, s.executor, record, interrupts)

@@ -12,15 +12,17 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import console
 from ..config.schema import AutoMLConfig, RunnerConfig, TrackingConfig
 from ..config.settings import Described, experiment_name
-from ..data import Dataset, load
+from ..data import Dataset, guardrails, load
+from ..data.sources import source
 from ..engine.compute import connect, probe
 from ..engine.executor import Executor
 from ..engine.ray_executor import RayExecutor
@@ -62,6 +64,8 @@ class Setup:
     summary: dict[str, Any]
     # what earlier drivers of a resumed run finished (empty for a new experiment)
     previous: resume.Previous
+    # the data guardrails that ALERTED, "name: detail"
+    alerts: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -86,6 +90,7 @@ def set_up(
         # a resume that cannot be is refused before the data loads or Ray starts
         check_resume(cfg, described)
     dataset = load(cfg.data, cfg.automl, started)
+    checked = check_guardrails(cfg, dataset)
     space = search_space(cfg, dataset)
     data = prepare(dataset, cfg.automl)
     name = experiment_name(cfg)
@@ -94,8 +99,22 @@ def set_up(
         summary = dataset.summary(cfg.automl.task)
         parent_id, previous = start_parent(tracker, cfg, described, overrides, tags, summary)
         log_datasets(tracker, dataset, getattr(cfg.data, "path", None))
+        alerted = [] if checked is None else checked.alerts
+        if checked is not None:
+            alert_tags = {c.name: f"{c.status}: {c.detail}" for c in alerted}
+            tracker.log_guardrails(checked.as_dict(), alert_tags)
         return Setup(
-            cfg, dataset, space, data, executor, slots, tracker, parent_id, summary, previous
+            cfg,
+            dataset,
+            space,
+            data,
+            executor,
+            slots,
+            tracker,
+            parent_id,
+            summary,
+            previous,
+            [f"{c.name}: {c.detail}" for c in alerted],
         )
 
     if serial:
@@ -156,6 +175,20 @@ def log_datasets(tracker: Tracker, ds: Dataset, source: str | None) -> None:
         log.warning("the data was not logged as MLflow datasets: %s", first_line(ex))
         return
     tracker.log_datasets(inputs, [i for i in inputs if i.tags[0].value != "test"])
+
+
+def check_guardrails(cfg: RunnerConfig, dataset: Dataset) -> guardrails.Guardrails | None:
+    """The data guardrails (automl.guardrails), shown as a table before anything starts;
+    with strict an alert is a one-line error here, before Ray starts or the store opens."""
+    if cfg.automl.guardrails == "off":
+        return None
+    report = guardrails.evaluate(dataset, cfg.automl, X_test=dataset.X_test)
+    console.guardrails(
+        [(c.name, c.status, c.detail, c.status == guardrails.ALERTED) for c in report.checks],
+        report.seconds,
+    )
+    guardrails.enforce(report, cfg.automl.guardrails, source(cfg.data))
+    return report
 
 
 def search_space(cfg: RunnerConfig, dataset: Dataset) -> SearchSpace:

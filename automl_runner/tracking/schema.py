@@ -39,6 +39,14 @@ TEST_PREDICTIONS_ARTIFACT = "evaluation/test_predictions.csv"
 DESCRIPTION = "mlflow.note.content"
 # the evaluation's source: "test" (held-out rows) or "out-of-fold" (the best's validation)
 EVALUATED_ON = "automl.evaluated_on"
+GUARDRAILS_ARTIFACT = "guardrails.json"  # every data guardrail: name, status, detail, columns
+# tag prefix of an ALERTED guardrail: + its name, valued "ALERTED: <detail>"
+GUARDRAIL = "automl.guardrail."
+
+
+def guardrail_tag(name: str) -> str:
+    """The tag of an ALERTED data guardrail (data/guardrails.py names them)."""
+    return f"{GUARDRAIL}{name}"
 
 
 def resume_overrides_artifact(resume: int) -> str:

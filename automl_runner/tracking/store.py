@@ -144,6 +144,14 @@ class Tracker:
         )
         self.client.log_dict(self.parent_id, data_summary, schema.DATA_SUMMARY_ARTIFACT)
 
+    def log_guardrails(self, report: dict[str, Any], alerts: dict[str, str]) -> None:
+        """The data guardrails as an artifact, and each alert (name -> "ALERTED: detail")
+        as a tag, so a search over runs finds the experiments with a leaking column."""
+        assert self.parent_id
+        self.client.log_dict(self.parent_id, report, schema.GUARDRAILS_ARTIFACT)
+        if alerts:
+            self.set_tags({schema.guardrail_tag(k): v[:_TAG_CHARS] for k, v in alerts.items()})
+
     def attach_parent(self, run_id: str) -> None:
         """Write into an existing parent run (a resumed or submitted experiment), RUNNING again."""
         self.parent_id = run_id

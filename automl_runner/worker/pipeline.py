@@ -17,6 +17,12 @@ from sklearn.pipeline import Pipeline
 from ..records import Candidate, PreparedData
 from ..space import import_target
 
+# the one-hot encoding of a categorical column: at most this many columns, the values
+# seen in fewer than MIN_FREQUENCY training rows (and the rarest past the limit) grouped
+# into one "infrequent" column (data/guardrails.py reports the columns it groups)
+MAX_CATEGORIES = 32
+MIN_FREQUENCY = 5
+
 
 def pipeline_for(data: PreparedData, candidate: Candidate) -> Pipeline:
     """The unfitted pipeline of a search candidate for this data."""
@@ -133,8 +139,8 @@ def _prepare(
                 "encode",
                 OneHotEncoder(
                     handle_unknown="infrequent_if_exist",
-                    max_categories=32,
-                    min_frequency=5,
+                    max_categories=MAX_CATEGORIES,
+                    min_frequency=MIN_FREQUENCY,
                     sparse_output=False,
                 ),
             ),

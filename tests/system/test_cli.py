@@ -140,6 +140,13 @@ BAD_INPUTS = [
         "compute.address=127.0.0.1:1: cannot join a Ray cluster there",
     ),
     (["foo=1"], "foo: no such key; allowed keys: compute, data, automl, search_space, tracking"),
+    (["automl.guardrails=loud"], "automl.guardrails=loud: allowed: warn, strict, off"),
+    # strict: an ALERTED guardrail ends the run before Ray starts or the store opens
+    (
+        ["data=file", "data.path={idcsv}", "data.target=label", "automl.guardrails=strict"],
+        "idcsv.csv: guardrail id_columns ALERTED: id (integers in row order) unique per row: "
+        "an identifier, not a feature; drop it (data.drop_columns)",
+    ),
 ]
 
 
@@ -163,6 +170,11 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
             tmp_path / "t.csv", "a,b,label\n1,x,yes\n2,y,no\n3,x,yes\n4,y,no\n5,x,rare\n" * 2
         ),
         "csv1": _write(tmp_path / "t1.csv", "a,b,label\n" + "1,x,yes\n2,y,no\n" * 5 + "5,x,rare\n"),
+        "idcsv": _write(
+            tmp_path / "idcsv.csv",
+            "id,a,label\n"
+            + "".join(f"{100 + i},{i % 7},{'yes' if i % 3 else 'no'}\n" for i in range(40)),
+        ),
     }
 
 
