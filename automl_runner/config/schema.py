@@ -226,6 +226,9 @@ class TrackingConfig:
     # how long the experiment goes on while the tracking server does not answer, its
     # writes kept in a journal under the run's output folder (docs/faults.md)
     outage_minutes: float = 30.0
+    # register the best model in MLflow's model registry under this name, with the alias
+    # `champion`; null = not registered
+    register_model: str | None = None
 
 
 # --- explain -------------------------------------------------------------------------------

@@ -202,6 +202,8 @@ def _check_tracking(t: TrackingConfig) -> None:
         raise ConfigError("tracking.kind", t.kind, "allowed: local, server")
     if t.outage_minutes < 0:
         raise ConfigError("tracking.outage_minutes", t.outage_minutes, "must be >= 0")
+    if t.register_model is not None and not str(t.register_model).strip():
+        raise ConfigError("tracking.register_model", t.register_model, "a model name, or null")
     if t.kind == "server" and not re.match(
         r"^(https?|databricks|file|sqlite|postgresql|mysql)", t.uri or ""
     ):

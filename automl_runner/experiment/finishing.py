@@ -8,6 +8,7 @@ only if it scores best (docs/ensembles.md).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ import pandas as pd
 from ..config.schema import AutoMLConfig
 from ..engine.executor import Executor
 from ..records import IterationResult, PreparedData
+from ..tracking import schema
 from ..tracking.control import POLL_SECONDS
 from ..tracking.schema import ENSEMBLING
 from ..tracking.store import Tracker
@@ -23,6 +25,8 @@ from ..worker.blending import Selection
 from ..worker.ensemble import EnsemblePlan, numbered, plan_ensembles
 from .record import Record
 from .steering import Steering
+
+log = logging.getLogger(__name__)
 
 
 def build_ensembles(
@@ -83,11 +87,20 @@ def _built(
 
 
 def refit_and_log(
-    executor: Executor, tracker: Tracker, best: IterationResult, X: Any, steering: Steering
+    executor: Executor,
+    tracker: Tracker,
+    best: IterationResult,
+    X: Any,
+    steering: Steering,
+    register_as: str | None = None,
 ) -> tuple[Any, str]:
     """The best candidate refit on all training rows (a task), logged as the experiment's
-    model with an input example of `X`'s first rows; (model, its URI)."""
+    model with an input example of `X`'s first rows, and registered as `register_as`
+    (tracking.register_model) with the alias champion; (model, its URI)."""
     with steering.safe():
         model = executor.refit(best.candidate)
     uri = tracker.log_model(model, X.iloc[:5] if isinstance(X, pd.DataFrame) else X[:5])
+    if register_as:
+        tracker.register_model(register_as, uri)
+        log.info("registered model: %s, alias %s", register_as, schema.CHAMPION)
     return model, uri

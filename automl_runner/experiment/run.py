@@ -172,7 +172,7 @@ def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
                     f"see their tracebacks in MLflow run {s.parent_id}"
                 )
             result.model, result.model_uri = finishing.refit_and_log(
-                s.executor, s.tracker, best, s.dataset.X, steering
+                s.executor, s.tracker, best, s.dataset.X, steering, s.cfg.tracking.register_model
             )
             steering.interrupts.check()
             result.test_scores = evaluate(

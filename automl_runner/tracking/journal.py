@@ -165,6 +165,10 @@ class JournaledClient:
         into the journal and its URI is a stand-in until the replay logs it."""
         return str(self._write("log_model", experiment_id, parent_id, pipeline, example))
 
+    def register_model(self, name: str, model_uri: str, parent_id: str) -> None:
+        """The best model in the registry (``models.register``)."""
+        self._write("register_model", name, model_uri, parent_id)
+
     def _write(self, op: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             if not self.away or self._try_flush():
@@ -287,6 +291,8 @@ class _PendingRun:
 def _apply(client: Any, op: str, args: Any, kwargs: dict[str, Any]) -> Any:
     if op == "log_model":
         return models.log_model(client, *args, **kwargs)
+    if op == "register_model":
+        return models.register(client, *args, **kwargs)
     return getattr(client, op)(*args, **kwargs)
 
 

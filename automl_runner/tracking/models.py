@@ -4,6 +4,8 @@ under the parent run, and loaded back.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from collections.abc import Iterator
@@ -70,6 +72,22 @@ def log_model(
             )
     client.set_tag(parent_id, schema.BEST_MODEL_URI, info.model_uri)
     return str(info.model_uri)
+
+
+def register(client: Any, name: str, model_uri: str, parent_id: str) -> str:
+    """Register the logged model `model_uri` under `name` with the alias ``champion``
+    (moved from any earlier version); "name/version", also the parent's tag."""
+    import mlflow
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    # MLflow prints its own lines about it straight to stderr; the driver says it in one
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore", FutureWarning)
+        version = mlflow.register_model(model_uri, name)
+    client.set_registered_model_alias(name, schema.CHAMPION, version.version)
+    registered = f"{name}/{version.version}"
+    client.set_tag(parent_id, schema.REGISTERED_MODEL, registered)
+    return registered
 
 
 def load_model(tracking_uri: str, model_uri: str) -> Any:

@@ -35,6 +35,10 @@ LEADERBOARD_ARTIFACT = "leaderboard.csv"  # every iteration, best first
 # the best model's evaluation on the parent run: charts, and the test set's predictions
 EVALUATION_FOLDER = "evaluation"
 TEST_PREDICTIONS_ARTIFACT = "evaluation/test_predictions.csv"
+# the registered model the best model became (tracking.register_model): "name/version"
+REGISTERED_MODEL = "automl.registered_model"
+# the alias the registered best model gets
+CHAMPION = "champion"
 # MLflow's own: the run's description, Markdown, at the top of the run page
 DESCRIPTION = "mlflow.note.content"
 # the evaluation's source: "test" (held-out rows) or "out-of-fold" (the best's validation)

@@ -191,6 +191,11 @@ class Tracker:
         assert self.parent_id
         return self.client.log_model(self.experiment_id, self.parent_id, pipeline, input_example)
 
+    def register_model(self, name: str, model_uri: str) -> None:
+        """The best model registered as `name`, alias ``champion`` (tracking.register_model)."""
+        assert self.parent_id
+        self.client.register_model(name, model_uri, self.parent_id)
+
     # --- a tracking server that went away (journal.py) -------------------------------
     def settle(self, wait: bool = True) -> bool:
         """Everything written to MLflow, waiting for an away server up to

@@ -224,8 +224,11 @@ class MlflowServer:
     folder under `root`. It can be stopped and started again on the same port and store
     (a restart, as in an outage)."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int | None = None, backend: str | None = None) -> None:
+        """`backend`: an existing store to serve (as `mlflow ui --backend-store-uri`
+        does), else a fresh one under `root`."""
         self.root, self.port = root, port or free_port()
+        self.backend = backend
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.log = root / "server.log"
@@ -243,9 +246,12 @@ class MlflowServer:
                     "--port",
                     str(self.port),
                     "--backend-store-uri",
-                    f"sqlite:///{self.root / 'server.db'}",
-                    "--artifacts-destination",
-                    str(self.root / "artifacts"),
+                    self.backend or f"sqlite:///{self.root / 'server.db'}",
+                    *(
+                        []
+                        if self.backend
+                        else ["--artifacts-destination", str(self.root / "artifacts")]
+                    ),
                     "--workers",
                     "1",
                 ],
