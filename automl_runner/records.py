@@ -158,6 +158,11 @@ class IterationResult:
     oof: np.ndarray | None = None
     # whether oof holds probabilities (soft voting and stacking need them)
     oof_proba: bool = False
+    # what the candidate costs (worker.iteration.Cost): a fold's fit, predicting 1,000
+    # rows, the pickled model; None where not measured (ensembles)
+    fit_seconds: float | None = None
+    predict_seconds_per_1000: float | None = None
+    model_bytes: int | None = None
 
     @property
     def is_ensemble(self) -> bool:

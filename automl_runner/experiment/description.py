@@ -74,7 +74,15 @@ def _best(result: ExperimentResult, metric: str) -> list[str]:
 
 
 def _table(board: pd.DataFrame, metric: str) -> list[str]:
-    columns = ["iteration", "pipeline", metric, "duration_seconds", "status"]
+    columns = [
+        "iteration",
+        "pipeline",
+        metric,
+        schema.FIT_SECONDS,
+        schema.PREDICT_SECONDS_PER_1000,
+        schema.MODEL_BYTES,
+        "status",
+    ]
     shown = board[[c for c in columns if c in board.columns]]
     head = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "---|" * len(shown.columns)

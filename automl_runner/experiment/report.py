@@ -66,16 +66,34 @@ def leaderboard(result: ExperimentResult) -> pd.DataFrame:
             m: r.mean(m),
             schema.std_metric(m): r.std(m),
             "duration_seconds": round(r.duration, 3),
+            schema.FIT_SECONDS: _rounded(r.fit_seconds),
+            schema.PREDICT_SECONDS_PER_1000: _rounded(r.predict_seconds_per_1000, 5),
+            schema.MODEL_BYTES: r.model_bytes,
             "node": r.node,
             "run_id": result.run_ids.get(r.iteration),
         }
         for r in result.results
     ]
-    columns = [*LEADERBOARD_COLUMNS, m, schema.std_metric(m), "duration_seconds", "node", "run_id"]
+    columns = [
+        *LEADERBOARD_COLUMNS,
+        m,
+        schema.std_metric(m),
+        "duration_seconds",
+        schema.FIT_SECONDS,
+        schema.PREDICT_SECONDS_PER_1000,
+        schema.MODEL_BYTES,
+        "node",
+        "run_id",
+    ]
     frame = pd.DataFrame(rows, columns=columns)
+    frame[schema.MODEL_BYTES] = frame[schema.MODEL_BYTES].astype("Int64")
     return frame.sort_values(
         m, ascending=not METRICS[m].greater_is_better, na_position="last", kind="stable"
     ).reset_index(drop=True)
+
+
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def print_summary(result: ExperimentResult, tracking: TrackingConfig) -> None:

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import dates
+from ..worker.pipeline import model_bytes
 from . import schema
 
 log = logging.getLogger(__name__)
@@ -124,18 +125,3 @@ def _requirements() -> list[str]:
         with suppress(PackageNotFoundError):
             out.append(f"{pkg}=={version(pkg)}")
     return out
-
-
-def model_bytes(model: Any) -> int:
-    """The size of the model's pickle, its arrays counted without being copied.
-
-    Pickled with cloudpickle, the serializer `log_model` saves it with (MLflow depends on
-    it), so any model MLflow can log can be measured.
-    """
-    import cloudpickle
-
-    arrays: list[int] = []
-    rest = cloudpickle.dumps(
-        model, protocol=5, buffer_callback=lambda b: arrays.append(memoryview(b).nbytes)
-    )
-    return len(rest) + sum(arrays)

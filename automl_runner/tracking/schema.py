@@ -65,6 +65,11 @@ BEST_RUN_ID = "automl.best_run_id"  # its child run
 BEST_MODEL_URI = "automl.best_model_uri"  # the refit best model, models:/m-...
 MODEL_PARENT = "automl.parent_run_id"  # on the logged model: the parent run it belongs to
 DURATION = "duration_seconds"  # metric: the whole experiment (parent) or one iteration (child)
+# what a candidate costs (child runs, and the leaderboard's columns): a fold's fit,
+# predicting 1,000 rows, the pickled model
+FIT_SECONDS = "fit_seconds"
+PREDICT_SECONDS_PER_1000 = "predict_seconds_per_1000_rows"
+MODEL_BYTES = "model_bytes"
 SEARCH_SECONDS = "search_seconds"  # metric: the search loop, first launch to last result
 # metrics iterations_<count>: search iterations by status, ensembles, and (live) running
 COUNTS = ("completed", "failed", "timed_out", "cancelled", "ensembles")

@@ -256,6 +256,13 @@ class Tracker:
         try:
             now = int(time.time() * 1000)
             metrics = [Metric(schema.DURATION, result.duration, now, 0)]
+            for name, cost in (
+                (schema.FIT_SECONDS, result.fit_seconds),
+                (schema.PREDICT_SECONDS_PER_1000, result.predict_seconds_per_1000),
+                (schema.MODEL_BYTES, result.model_bytes),
+            ):
+                if cost is not None:
+                    metrics.append(Metric(name, float(cost), now, 0))
             for name, scores in result.fold_scores.items():
                 mean, std = result.mean(name), result.std(name)
                 if mean is not None:

@@ -12,6 +12,7 @@ import io
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from ..metrics import Fold, class_scores, score_fold
 from ..records import COMPLETED, FAILED, Candidate, IterationResult, PreparedData
 from .ensemble import build_ensemble
-from .pipeline import pipeline_for, take_rows
+from .pipeline import model_bytes, pipeline_for, take_rows
 
 
 def _fit(pipe: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Any:
@@ -37,8 +38,19 @@ def _set_copy(pipeline: Any, copy: bool) -> None:
             step.set_params(copy=copy)
 
 
-def _fold(data: PreparedData, model: Any, X: Any, y: np.ndarray, weight: np.ndarray | None) -> Fold:
+def _fold(
+    data: PreparedData,
+    model: Any,
+    X: Any,
+    y: np.ndarray,
+    weight: np.ndarray | None,
+    cost: Cost | None = None,
+) -> Fold:
+    started = time.perf_counter()
     y_pred = np.asarray(model.predict(X))
+    if cost is not None:
+        cost.predict_seconds += time.perf_counter() - started
+        cost.predicted_rows += len(y_pred)
     y_score = None
     if data.task == "classification":
         assert data.classes is not None
@@ -53,8 +65,27 @@ def _fold(data: PreparedData, model: Any, X: Any, y: np.ndarray, weight: np.ndar
     return Fold(y, y_pred, y_score, data.classes, weight, data.y_range)
 
 
-def evaluate(data: PreparedData, candidate: Candidate) -> tuple[dict[str, list[float]], Fold]:
-    """Fit and score the candidate on every fold (or on X_valid).
+@dataclass
+class Cost:
+    """What a candidate costs, measured while it is scored: the leaderboard's fit time,
+    predict time per 1,000 rows and model size."""
+
+    fit_seconds: float = 0.0
+    folds: int = 0
+    predict_seconds: float = 0.0
+    predicted_rows: int = 0
+    model_bytes: int = 0
+
+    def add_fit(self, seconds: float) -> None:
+        self.fit_seconds += seconds
+        self.folds += 1
+
+
+def evaluate(
+    data: PreparedData, candidate: Candidate, cost: Cost | None = None
+) -> tuple[dict[str, list[float]], Fold]:
+    """Fit and score the candidate on every fold (or on X_valid); `cost` gathers the
+    fit and predict times and the size of the last fold's model.
 
     Returns (metric -> per-fold scores, the validation predictions of all folds joined
     in PreparedData.oof_rows() order).
@@ -68,15 +99,20 @@ def evaluate(data: PreparedData, candidate: Candidate) -> tuple[dict[str, list[f
     w = data.sample_weight
     for train, valid in folds:
         model = clone(template)
+        started = time.perf_counter()
         if train is None or valid is None:
             _fit(model, data.X, data.y, w)
+            if cost is not None:
+                cost.add_fit(time.perf_counter() - started)
             assert data.y_valid is not None
-            fold = _fold(data, model, data.X_valid, data.y_valid, None)
+            fold = _fold(data, model, data.X_valid, data.y_valid, None, cost)
         else:
             # the training rows are this task's own copy: the fit transforms them in place
             # instead of holding another copy per step (the logged model keeps copy=True)
             _set_copy(model, False)
             _fit(model, take_rows(data.X, train), data.y[train], None if w is None else w[train])
+            if cost is not None:
+                cost.add_fit(time.perf_counter() - started)
             # but the validation rows go through the model twice (labels, then scores):
             # an in-place scaler would scale them twice when no step before it copies
             _set_copy(model, True)
@@ -86,10 +122,13 @@ def evaluate(data: PreparedData, candidate: Candidate) -> tuple[dict[str, list[f
                 take_rows(data.X, valid),
                 data.y[valid],
                 None if w is None else w[valid],
+                cost,
             )
         for name, value in score_fold(data.task, fold).items():
             scores.setdefault(name, []).append(value)
         parts.append(fold)
+    if cost is not None:
+        cost.model_bytes = model_bytes(model)
     joined = Fold(
         np.concatenate([f.y_true for f in parts]),
         np.concatenate([f.y_pred for f in parts]),
@@ -113,7 +152,13 @@ def run_iteration(iteration: int, candidate: Candidate, data: PreparedData) -> I
     ):
         warnings.simplefilter("always")
         try:
-            result.fold_scores, joined = evaluate(data, candidate)
+            cost = Cost()
+            result.fold_scores, joined = evaluate(data, candidate, cost)
+            result.fit_seconds = cost.fit_seconds / max(cost.folds, 1)
+            result.predict_seconds_per_1000 = (
+                1000 * cost.predict_seconds / cost.predicted_rows if cost.predicted_rows else None
+            )
+            result.model_bytes = cost.model_bytes
             if data.task == "classification":
                 result.oof = joined.y_score
                 result.oof_proba = _has_proba(pipeline_for(data, candidate))

@@ -162,3 +162,18 @@ def _prepare(
     return ColumnTransformer(
         parts, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False
     )
+
+
+def model_bytes(model: Any) -> int:
+    """The size of the model's pickle, its arrays counted without being copied.
+
+    Pickled with cloudpickle, the serializer `log_model` saves it with (MLflow depends on
+    it), so any model MLflow can log can be measured.
+    """
+    import cloudpickle
+
+    arrays: list[int] = []
+    rest = cloudpickle.dumps(
+        model, protocol=5, buffer_callback=lambda b: arrays.append(memoryview(b).nbytes)
+    )
+    return len(rest) + sum(arrays)

@@ -81,6 +81,17 @@ def test_test_scores_are_a_fresh_scoring_of_the_logged_model_on_the_held_out_row
     assert int(matrix.to_numpy().sum()) == 143
     assert (predictions["y_true"].to_numpy() == ds.y_test).all()
     assert (predictions["y_pred"].to_numpy() == model.predict(ds.X_test)).all()
+    # the leaderboard's costs: a fold's fit, predicting 1,000 rows, the pickled model
+    board = pd.read_csv(
+        client.download_artifacts(parent.info.run_id, "leaderboard.csv", str(tmp_path))
+    )
+    searched = board[~board["pipeline"].str.contains("Ensemble")]
+    assert (searched["fit_seconds"] > 0).all() and (searched["model_bytes"] > 1000).all()
+    assert (searched["predict_seconds_per_1000_rows"] > 0).all()
+    first = searched.iloc[0]
+    child = client.get_run(first["run_id"]).data.metrics
+    assert child["model_bytes"] == first["model_bytes"]
+    assert child["fit_seconds"] == pytest.approx(first["fit_seconds"], abs=1e-3)
     # the Python API's result is unchanged, and carries the scores
     run, fitted = result.get_output()
     assert run.info.run_id == result.best_run_id and fitted is not None
