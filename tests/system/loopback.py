@@ -259,6 +259,8 @@ class MlflowServer:
                 stderr=subprocess.STDOUT,
                 # its own group: stop() ends the server's worker processes too
                 start_new_session=True,
+                # no job runner (two more processes importing MLflow): the tests use none
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
