@@ -61,8 +61,8 @@ class Explanation:
     expected: np.ndarray
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    # what was explained: "" for one pipeline, else the ensemble, e.g. "VotingClassifier of
-    # iteration_3, iteration_7"; its members' own explanations, on the same rows
+    # the model explained, e.g. "Pipeline of StandardScaler, SVC" or "VotingClassifier of
+    # iteration_3, iteration_7"; an ensemble's members' own explanations, on the same rows
     model: str = ""
     members: list[Member] = field(default_factory=list)
 
@@ -275,7 +275,13 @@ def explain_pipeline(
         expected=e,
         seconds=time.perf_counter() - start,
         notes=notes,
+        model=described(pipeline),
     )
+
+
+def described(pipeline: Any) -> str:
+    """The pipeline's steps by class, as the explanation names the model it explains."""
+    return "Pipeline of " + ", ".join(type(step).__name__ for _, step in pipeline.steps)
 
 
 def raw_names(X: Any) -> list[str]:
