@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import typed
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.tree import DecisionTreeClassifier
 
 from automl_runner.data import Dataset
@@ -25,6 +25,7 @@ METRIC = "AUC_weighted"
 # a tree explainer (probabilities), a linear model (its own explainer gives log-odds, so the
 # kernel explainer on its probabilities) and a kernel-only model
 FAMILIES = "automl.allowed_models=[RandomForest,LogisticRegression,KNN]"
+REGRESSION_FAMILIES = "automl.allowed_models=[RandomForest,ElasticNet,KNN]"
 KERNEL = {"kernel_nsamples": 300, "kernel_rows": 12}
 
 
@@ -44,19 +45,28 @@ def _iris() -> tuple[pd.DataFrame, np.ndarray, Dataset]:
     return X, y.to_numpy(), Dataset("t", X, y.to_numpy(), numeric=list(X.columns))
 
 
+def _diabetes() -> tuple[pd.DataFrame, np.ndarray, Dataset]:
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    return X, y.to_numpy(), Dataset("t", X, y.to_numpy(), numeric=list(X.columns))
+
+
 def built(case, n: int = 6, seed: int = 0):
     """(X, prepared data, {ensemble kind: refit sklearn ensemble}) as the runner builds them:
     TPE's first `n` candidates CV-scored, the pool planned, both ensembles built from the
     out-of-fold predictions, then refit on all rows."""
     X, _, ds = case()
-    cfg = typed([FAMILIES])
+    regression = case is _diabetes
+    cfg = typed(
+        ["automl=regression", "data=diabetes", REGRESSION_FAMILIES] if regression else [FAMILIES]
+    )
+    metric = cfg.automl.primary_metric
     data = prepare(ds, cfg.automl)
-    search = TPESearch(SearchSpace.for_task(cfg.search_space, cfg.automl), seed=seed, metric=METRIC)
+    search = TPESearch(SearchSpace.for_task(cfg.search_space, cfg.automl), seed=seed, metric=metric)
     results = [run_iteration(i, c, data) for i, c in enumerate(search.ask(n))]
-    plan = plan_ensembles(results, data, METRIC, voting=True, stacking=True, candidates=10)
+    plan = plan_ensembles(results, data, metric, voting=True, stacking=True, candidates=10)
     assert plan is not None
     made = [
-        run_ensemble(kind, plan.members, data, METRIC, Selection(20, 20), n + k)
+        run_ensemble(kind, plan.members, data, metric, Selection(20, 20), n + k)
         for k, kind in enumerate(plan.kinds)
     ]
     ensembles = {r.candidate.family: r for r in numbered(made, n)}
@@ -70,18 +80,18 @@ def explained(model, X, data, rows=20):
         model,
         X.iloc[:rows],
         X,
-        task="classification",
-        classes=list(data.classes),
+        task=data.task,
+        classes=None if data.classes is None else list(data.classes),
         raw_names=[str(c) for c in X.columns],
         **KERNEL,
     )
 
 
-def max_error(e, model, X) -> float:
+def max_error(e, model, X, task="classification") -> float:
     """The largest |expected value + sum of SHAP values - the ensemble's output| over the
     explained rows and classes, in the user's columns and in the engineered features."""
     n = e.shap_raw.shape[1]
-    out = ensemble_output(model, X.iloc[:n], "classification")
+    out = ensemble_output(model, X.iloc[:n], task)
     raw = np.abs(e.shap_raw.sum(axis=2) + e.expected[:, None] - out).max()
     engineered = np.abs(e.shap_engineered.sum(axis=2) + e.expected[:, None] - out).max()
     return float(max(raw, engineered))
@@ -156,3 +166,13 @@ def test_the_explanation_task_explains_the_ensemble_on_the_configured_rows():
     assert max_error(e, models[VOTING], rows) < 1e-6
     with pytest.raises(ValueError, match="explain.explainer=linear explains the decision_function"):
         explain_best(models[VOTING], data, {**settings, "explainer": "linear"})
+
+
+def test_a_regression_ensemble_adds_up_to_its_prediction():
+    X, data, models = built(_diabetes)
+    for kind, model in models.items():
+        e = explained(model, X, data)
+        assert e.output == "prediction" and e.classes is None, kind
+        assert max_error(e, model, X, "regression") < 1e-6, kind
+        added = e.shap_raw[0].sum(axis=1) + e.expected[0]
+        np.testing.assert_allclose(added, model.predict(X.iloc[: len(added)]), atol=1e-6)
