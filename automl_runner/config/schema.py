@@ -250,6 +250,9 @@ class ExplainConfig:
     kernel_rows: int = 30
     # model evaluations per row for the kernel explainer; null = SHAP's default
     kernel_nsamples: int | None = 1024
+    # a winning ensemble: auto (the ensemble itself, unless members need the kernel
+    # explainer on more than 32 columns: then its leading member), always, or leading
+    ensemble: str = "auto"
     # time budget of the explanation, separate from the iteration timeout
     timeout_minutes: float = 5.0
     # explain an already finished experiment (its parent run id) instead of running one

@@ -227,6 +227,8 @@ def _check_tracking(t: TrackingConfig) -> None:
 def _check_explain(e: ExplainConfig) -> None:
     if e.explainer not in EXPLAINERS:
         raise ConfigError("explain.explainer", e.explainer, f"allowed: {', '.join(EXPLAINERS)}")
+    if e.ensemble not in ("auto", "always", "leading"):
+        raise ConfigError("explain.ensemble", e.ensemble, "allowed: auto, always, leading")
     for key in ("rows", "background_size", "kernel_kmeans", "kernel_rows"):
         if getattr(e, key) < 1:
             raise ConfigError(f"explain.{key}", getattr(e, key), "must be >= 1")

@@ -21,7 +21,7 @@ from ..records import (
 )
 from ..worker.blending import Selection
 from ..worker.ensemble import build_ensemble, ensemble_candidate, run_ensemble
-from ..worker.explain import explain_best
+from ..worker.explain_task import explain_best
 from ..worker.iteration import refit, run_iteration
 from .task_errors import ended_by_ray
 

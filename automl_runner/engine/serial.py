@@ -14,7 +14,7 @@ from typing import Any
 from ..records import CANCELLED, TIMEOUT, Candidate, IterationResult, PreparedData, ended
 from ..worker.blending import Selection
 from ..worker.ensemble import ensemble_candidate, run_ensemble
-from ..worker.explain import explain_best
+from ..worker.explain_task import explain_best
 from ..worker.iteration import refit, run_iteration
 from .executor import process_name
 

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-import numpy as np
-
 from .. import console
 from ..config.schema import ExplainConfig, RunnerConfig
 from ..config.settings import from_logged
@@ -43,19 +41,16 @@ def explain(
     model: Any,
     waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> dict[str, Any] | None:
-    """Explain the best model and log it under the run; its summary, None if it failed.
+    """Explain the best model, the one the user gets (an ensemble through its members), and
+    log it under the run; its summary, None if it failed.
 
     `waiting` wraps the wait for the task (the driver's safe stretch: Ctrl-C twice
     exits there at once, not after explain.timeout_minutes)."""
-    target, note = explainable(model)
     try:
         with waiting():
             explanation, rows = executor.explain(
-                target, explainer_settings(explain_cfg), explain_cfg.timeout_minutes * 60
+                model, explainer_settings(explain_cfg), explain_cfg.timeout_minutes * 60
             )
-        if note:
-            explanation.notes.append(note)
-            log.info(note)
         info = log_explanation(client, run_id, explanation, rows)
     except TimeoutError as ex:
         log.warning("explanation skipped: %s", ex)
@@ -72,22 +67,9 @@ def explain(
         info["seconds"],
         ", ".join(info["overall_imp"][:5]),
     )
+    if info["members"]:
+        console.log.info("explained:       %s (%s)", info["model"], info["output"])
     return info
-
-
-def explainable(model: Any) -> tuple[Any, str | None]:
-    """(the pipeline to explain, a note): an ensemble is explained by its leading member."""
-    members = getattr(model, "estimators_", None)
-    if members is None or not hasattr(model, "named_estimators_"):
-        return model, None
-    weights = getattr(model, "weights", None) or [1.0] * len(members)
-    lead = int(np.argmax(weights))  # members are listed best first: ties go to the best
-    name = list(model.named_estimators_)[lead]
-    pipeline = getattr(members[lead], "estimator", members[lead])
-    return pipeline, (
-        f"the best model is a {type(model).__name__} of {len(members)} pipelines; "
-        f"explained: its leading member {name}"
-    )
 
 
 def explainer_settings(explain_cfg: ExplainConfig) -> dict[str, Any]:

@@ -4,7 +4,10 @@ Artifacts (under ``explanation/``): ``summary.json`` (expected values, overall a
 per-class importance, in raw columns and in engineered features), ``shap_values.csv`` and
 ``shap_values_engineered.csv`` (one row per explained row and class), ``rows.csv`` (the
 raw rows explained), and the plots ``overall_importance.png``,
-``per_class_importance.png`` and ``summary_beeswarm.png``.
+``per_class_importance.png`` and ``summary_beeswarm.png``. They are those of the model the
+user gets; for an ensemble, each member's importance table is kept under
+``members/<iteration>/importance.csv``, and ``summary.json`` lists the members with their
+explainer and their part in the ensemble's values.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..worker.explain import Explanation
+from ..worker.explain import Explanation, Member
 from . import schema
 
 FOLDER = schema.EXPLANATION_FOLDER
@@ -33,6 +36,7 @@ def summary(e: Explanation) -> dict[str, Any]:
     per_class_summary, per_class_imp = e.per_class(raw=True)
     eng_summary, eng_imp = e.overall(raw=False)
     return {
+        "model": e.model,
         "explainer": e.explainer,
         "output": e.output,
         "classes": e.classes,
@@ -49,7 +53,42 @@ def summary(e: Explanation) -> dict[str, Any]:
             "overall_imp": eng_imp,
             "feature_source": dict(zip(e.engineered_names, e.source, strict=True)),
         },
+        "members": [_member_summary(m) for m in e.members],
     }
+
+
+def _member_summary(m: Member) -> dict[str, Any]:
+    """What a member is and how it enters the ensemble's values: the ensemble's output is
+    the sum over members of `coefficients` @ the member's `output` (+ a constant)."""
+    e = m.explanation
+    return {
+        "name": m.name,
+        "model": e.model,
+        "explainer": e.explainer,
+        "output": e.output,
+        "seconds": round(e.seconds, 3),
+        "coefficients": np.round(m.coefficients, 6).tolist(),
+        "expected_values": [float(x) for x in e.expected],
+        "overall_imp": e.overall(raw=True)[1][:TOP_FEATURES],
+        "notes": e.notes,
+    }
+
+
+def importance_table(e: Explanation) -> pd.DataFrame:
+    """Mean |SHAP value| per user column: overall (summed over classes) and per class,
+    most important first."""
+    raw = np.abs(e.shap_raw).mean(axis=1)  # (outputs, columns)
+    table = pd.DataFrame({"feature": e.raw_names, "overall": raw.sum(axis=0)})
+    for k, label in enumerate(e.classes or []):
+        table[f"class {label}"] = raw[k]
+    return table.sort_values("overall", ascending=False, kind="stable")
+
+
+def _log_members(e: Explanation, folder: Path) -> None:
+    for m in e.members:
+        where = folder / schema.MEMBERS_FOLDER / m.name.removeprefix("iteration_")
+        where.mkdir(parents=True)
+        importance_table(m.explanation).to_csv(where / "importance.csv", index=False)
 
 
 def _long(values: np.ndarray, names: list[str], classes: list[str] | None) -> pd.DataFrame:
@@ -82,6 +121,7 @@ def log_explanation(client: Any, run_id: str, e: Explanation, rows: Any) -> dict
             else pd.DataFrame(np.asarray(rows), columns=e.raw_names)
         ).to_csv(folder / "rows.csv", index=False)
         _plots(e, rows, folder)
+        _log_members(e, folder)
         client.log_artifacts(run_id, str(folder), FOLDER)
     top = list(zip(info["overall_imp"], info["overall_summary"], strict=True))[:TOP_FEATURES]
     metrics = [
@@ -91,6 +131,7 @@ def log_explanation(client: Any, run_id: str, e: Explanation, rows: Any) -> dict
     tags = [
         RunTag(schema.EXPLANATION, "ok"),
         RunTag(schema.EXPLAINER, e.explainer),
+        RunTag(schema.EXPLAINED_MODEL, e.model[:5000]),
         RunTag(schema.TOP_FEATURES, ", ".join(name for name, _ in top)),
     ]
     client.log_batch(run_id, metrics=metrics, tags=tags)

@@ -131,8 +131,10 @@ def is_request(key: str) -> bool:
 # --- the parent run: the explanation -------------------------------------------------------
 EXPLANATION = "automl.explanation"  # ok, or failed: / timeout: with the reason
 EXPLAINER = "automl.explainer"  # the SHAP explainer used
+EXPLAINED_MODEL = "automl.explained_model"  # the model explained (an ensemble: its members)
 TOP_FEATURES = "automl.top_features"  # the most important columns, comma-separated
 EXPLANATION_FOLDER = "explanation"  # artifacts: summary.json, shap_values.csv, plots
+MEMBERS_FOLDER = "members"  # under it, an ensemble's: <iteration>/importance.csv
 IMPORTANCE_METRIC = "importance."  # metric prefix: + column, its mean |SHAP value|
 
 # --- a child run: one iteration -------------------------------------------------------------

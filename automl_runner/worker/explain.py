@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..records import PreparedData
 from .features import feature_sources, split_pipeline, transform
-from .pipeline import take_rows
 
 TREE_FAMILIES = (
     "DecisionTreeClassifier",
@@ -31,6 +29,17 @@ TREE_FAMILIES = (
     "GradientBoostingClassifier",
     "GradientBoostingRegressor",
 )
+
+
+@dataclass
+class Member:
+    """One ensemble member's explanation and its part in the ensemble's: the ensemble's
+    output is the sum over members of `coefficients` @ the member's output (+ a constant)."""
+
+    name: str
+    explanation: Explanation
+    # (ensemble outputs, member outputs)
+    coefficients: np.ndarray
 
 
 @dataclass
@@ -52,6 +61,10 @@ class Explanation:
     expected: np.ndarray
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # the model explained, e.g. "Pipeline of StandardScaler, SVC" or "VotingClassifier of
+    # iteration_3, iteration_7"; an ensemble's members' own explanations, on the same rows
+    model: str = ""
+    members: list[Member] = field(default_factory=list)
 
     @property
     def shap_raw(self) -> np.ndarray:
@@ -88,9 +101,27 @@ class Explanation:
         return summaries, imps
 
 
-def _choose(model: Any, requested: str) -> str:
+def _choose(model: Any, requested: str, task: str, space: str | None) -> str:
+    """The explainer for `model`; with `space`, one whose values add up to that output
+    (an ensemble's member must be explained in the output the ensemble combines)."""
+    chosen = requested if requested != "auto" else _natural(model)
+    if space is None or output_kind(model, chosen, task) == space:
+        return chosen
     if requested != "auto":
-        return requested
+        raise ValueError(
+            f"explain.explainer={requested} explains the {output_kind(model, chosen, task)} "
+            f"of {type(model).__name__}; an ensemble's members are explained in {space}"
+        )
+    return "kernel"  # on predict_proba (the pool's members have it) or predict
+
+
+def explainer_for(pipeline: Any, task: str, space: str) -> str:
+    """The explainer `auto` gives a fitted pipeline's estimator for values in `space`."""
+    _, model = split_pipeline(pipeline)
+    return _choose(model, "auto", task, space)
+
+
+def _natural(model: Any) -> str:
     if type(model).__name__ in TREE_FAMILIES:
         return "tree"
     if hasattr(model, "coef_") and hasattr(model, "intercept_"):
@@ -161,8 +192,13 @@ def explain_pipeline(
     kernel_rows: int = 30,
     kernel_nsamples: int | None = 1024,
     seed: int = 0,
+    space: str | None = None,
 ) -> Explanation:
-    """Explain the pipeline's final estimator on X_rows; see the module docstring."""
+    """Explain the pipeline's final estimator on X_rows; see the module docstring.
+
+    `space` (probability, prediction) asks for values that add up to that output, whatever
+    the estimator: `auto` then uses the kernel explainer where the natural one would not.
+    """
     import warnings
 
     import shap
@@ -182,7 +218,7 @@ def explain_pipeline(
     Zb = transform(pipeline, bg_rows)
     names, sources = feature_sources(pipeline, raw_names)
     notes: list[str] = []
-    chosen = _choose(model, explainer)
+    chosen = _choose(model, explainer, task, space)
     values = expected = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -245,7 +281,13 @@ def explain_pipeline(
         expected=e,
         seconds=time.perf_counter() - start,
         notes=notes,
+        model=described(pipeline),
     )
+
+
+def described(pipeline: Any) -> str:
+    """The pipeline's steps by class, as the explanation names the model it explains."""
+    return "Pipeline of " + ", ".join(type(step).__name__ for _, step in pipeline.steps)
 
 
 def raw_names(X: Any) -> list[str]:
@@ -253,28 +295,3 @@ def raw_names(X: Any) -> list[str]:
     if isinstance(X, pd.DataFrame):
         return [str(c) for c in X.columns]
     return [f"x{i}" for i in range(X.shape[1])]
-
-
-def explain_best(model: Any, data: PreparedData, settings: dict[str, Any]) -> tuple[Any, Any]:
-    """(Explanation, the raw rows it explains) for the refit best pipeline.
-
-    `settings`: `rows` (how many to explain) plus explain_pipeline's keyword arguments.
-    """
-    options = dict(settings)
-    wanted = options.pop("rows")
-    source = data.X_valid if data.X_valid is not None else data.X
-    n = source.shape[0]
-    rng = np.random.default_rng(data.seed)
-    idx = np.arange(n) if n <= wanted else np.sort(rng.choice(n, wanted, replace=False))
-    rows = take_rows(source, idx)
-    explanation = explain_pipeline(
-        model,
-        rows,
-        data.X,
-        task=data.task,
-        classes=None if data.classes is None else list(data.classes),
-        raw_names=raw_names(data.X),
-        seed=data.seed,
-        **options,
-    )
-    return explanation, take_rows(rows, np.arange(explanation.shap_engineered.shape[1]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +112,49 @@ def test_explain_only_explains_a_finished_run_again(ray_local, store):
     assert len(client.search_runs([result.experiment_id])) == n_runs
     sv, ev, *_ = automl_runner.retrieve_model_explanation(result.parent_run_id, result.tracking_uri)
     assert np.shape(sv) == (2, info["rows"], 30)
+
+
+def test_a_winning_ensemble_is_explained_itself_not_its_leading_member(ray_local, store):
+    """Seeded, iris with these families ends with a VotingEnsemble best: the explanation
+    read back from the store is that ensemble's, adds up to its logged model's
+    probabilities on the logged rows, and keeps each member's importance table."""
+    import pandas as pd
+
+    from automl_runner.tracking.models import load_model
+
+    result = automl_runner.run(
+        [
+            "data=iris",
+            "automl.iterations=6",
+            "automl.allowed_models=[RandomForest,LogisticRegression,KNN]",
+            "explain.kernel_nsamples=200",
+            *store,
+        ]
+    )
+    client = MlflowClient(result.tracking_uri)
+    best = client.get_run(result.best_run_id)
+    assert best.data.tags["automl.kind"] == "ensemble", best.data.tags["automl.pipeline"]
+    members = [f"iteration_{i}" for i in best.data.params["ensemble.iterations"].split(",")]
+    parent = client.get_run(result.parent_run_id)
+    explained = parent.data.tags["automl.explained_model"]
+    assert explained == f"VotingClassifier of {', '.join(members)}"
+    local = client.download_artifacts(result.parent_run_id, "explanation/summary.json")
+    summary = json.loads(Path(local).read_text())
+    assert summary["model"] == explained and summary["output"] == "probability"
+    assert [m["name"] for m in summary["members"]] == members
+    weights = [m["coefficients"][0][0] for m in summary["members"]]
+    assert abs(sum(weights) - 1) < 1e-3
+    for name in members:
+        table = pd.read_csv(
+            client.download_artifacts(
+                result.parent_run_id,
+                f"explanation/members/{name.removeprefix('iteration_')}/importance.csv",
+            )
+        )
+        assert list(table.columns[:2]) == ["feature", "overall"] and len(table) == 4
+    # the stored values add up to the logged model's probabilities for the stored rows
+    sv, ev, *_ = automl_runner.retrieve_model_explanation(result.parent_run_id, result.tracking_uri)
+    rows = pd.read_csv(client.download_artifacts(result.parent_run_id, "explanation/rows.csv"))
+    proba = load_model(result.tracking_uri, result.model_uri).predict_proba(rows)
+    added = np.stack([np.asarray(v).sum(axis=1) + e for v, e in zip(sv, ev, strict=True)], axis=1)
+    np.testing.assert_allclose(added, proba, atol=1e-6)
