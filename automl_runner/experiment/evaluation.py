@@ -72,7 +72,7 @@ def evaluate(
             data.y_range,
         )
         scores = {schema.test_metric(k): v for k, v in score_fold(data.task, fold).items()}
-        tracker.log_scores([tracker.parent_id or "", best_run_id], scores)
+        tracker.log_scores(scores, best_run_id)
         console.log.info(
             "test %s:  %s on %d held-out rows",
             data.primary_metric,
@@ -81,6 +81,10 @@ def evaluate(
         )
     elif best.oof is not None:
         predictions = _out_of_fold(best, data)
+    import matplotlib
+
+    # files only: no window, whatever backend the host would pick
+    matplotlib.use("Agg")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if predictions is not None:
@@ -131,9 +135,6 @@ def _predictions_frame(p: Predictions, data: PreparedData) -> pd.DataFrame:
 
 # --- the charts -----------------------------------------------------------------------------
 def _charts(p: Predictions, data: PreparedData, folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     if data.task == "classification":
         _classification_charts(p, data, folder)
     else:
@@ -207,9 +208,6 @@ def _regression_charts(p: Predictions, folder: Path) -> None:
 def _iterations_chart(results: list[IterationResult], metric: str, path: Path) -> None:
     """The primary metric of each finished iteration in the order they finished, with the
     running best: the seed's RunDetails chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     scored = [(r.iteration, r.mean(metric)) for r in results if r.status == COMPLETED]

@@ -174,7 +174,9 @@ def log_datasets(tracker: Tracker, ds: Dataset, source: str | None) -> None:
     except Exception as ex:  # a dataset MLflow cannot describe is no reason to stop
         log.warning("the data was not logged as MLflow datasets: %s", first_line(ex))
         return
-    tracker.log_datasets(inputs, [i for i in inputs if i.tags[0].value != "test"])
+    tracker.log_datasets(
+        list(inputs.values()), [d for context, d in inputs.items() if context != "test"]
+    )
 
 
 def check_guardrails(cfg: RunnerConfig, dataset: Dataset) -> guardrails.Guardrails | None:

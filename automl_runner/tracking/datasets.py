@@ -16,15 +16,15 @@ _CONTEXT = "mlflow.data.context"
 
 def dataset_inputs(
     name: str, parts: dict[str, tuple[Any, np.ndarray | None]], source: str | None
-) -> list[Any]:
-    """One DatasetInput per non-empty part: context (training, validation, test) -> (X, y).
-    Sparse parts are left out (MLflow's datasets take frames and arrays)."""
+) -> dict[str, Any]:
+    """context -> DatasetInput for each non-empty part: context (training, validation,
+    test) -> (X, y). Sparse parts are left out (MLflow's datasets take frames and arrays)."""
     from mlflow.data.numpy_dataset import from_numpy
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
     from scipy import sparse
 
-    out = []
+    out = {}
     with warnings.catch_warnings():
         # the schema's caution about integer columns and missing values
         warnings.simplefilter("ignore", UserWarning)
@@ -43,5 +43,5 @@ def dataset_inputs(
             else:
                 data = from_numpy(np.asarray(X), targets=np.asarray(y), **named)
             entity = data._to_mlflow_entity()
-            out.append(DatasetInput(entity, tags=[InputTag(_CONTEXT, context)]))
+            out[context] = DatasetInput(entity, tags=[InputTag(_CONTEXT, context)])
     return out

@@ -124,7 +124,7 @@ class JournaledClient:
                 except Exception as ex:
                     if not connection_lost(ex):
                         raise
-                    self._went_away(ex)
+                    self._went_away()
                     raise ServerAway(f"the tracking server at {self.uri} does not answer") from ex
 
         return read
@@ -183,11 +183,11 @@ class JournaledClient:
                 except Exception as ex:
                     if not connection_lost(ex):
                         raise
-                    self._went_away(ex)
+                    self._went_away()
             return self._append(op, args, kwargs)
 
     # --- the outage ----------------------------------------------------------------------
-    def _went_away(self, ex: BaseException) -> None:
+    def _went_away(self) -> None:
         if self.away:
             return
         self._away_since = self._clock()

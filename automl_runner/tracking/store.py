@@ -211,12 +211,13 @@ class Tracker:
     def journal(self) -> Path:
         return self.client.journal
 
-    def log_scores(self, run_ids: list[str], scores: dict[str, float]) -> None:
-        """Metrics (the test scores) on each of these runs."""
+    def log_scores(self, scores: dict[str, float], child_id: str) -> None:
+        """Metrics (the test scores) on the parent run and on one child run."""
         from mlflow.entities import Metric
 
+        assert self.parent_id
         now = int(time.time() * 1000)
-        for run_id in run_ids:
+        for run_id in (self.parent_id, child_id):
             metrics = [Metric(k, float(v), now, 0) for k, v in scores.items()]
             self.client.log_batch(run_id, metrics=metrics)
 
