@@ -198,6 +198,13 @@ def class_scores(model: Any, X: Any) -> np.ndarray:
     return d
 
 
+def perfect(metric: str, score: float) -> bool:
+    """Is `score` the metric's best possible value (1 for every score here, 0 for the
+    normalised errors), where no candidate can do better?"""
+    best = 1.0 if METRICS[metric].greater_is_better else 0.0
+    return bool(abs(score - best) <= 1e-12)
+
+
 def better(metric: str, a: float, b: float | None) -> bool:
     """Is score a better than score b (None = no score yet)?"""
     if b is None or np.isnan(b):

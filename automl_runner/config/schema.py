@@ -102,8 +102,9 @@ class FileData:
 class AutoMLConfig:
     # classification or regression
     task: str = "classification"
-    # number of search iterations (candidate pipelines) to run
-    iterations: int = 20
+    # number of search iterations (candidate pipelines) to run; null: 20 without a time
+    # budget, no bound under experiment_timeout_minutes (docs/budgets.md, "Defaults")
+    iterations: int | None = None
     # an iteration running longer than this is killed and recorded TIMEOUT
     iteration_timeout_minutes: float = 10.0
     # stop launching, cancel what runs, refit the best; null = no limit
@@ -137,8 +138,9 @@ class AutoMLConfig:
     # Optuna TPE search per family) or random (plain random sampling, a baseline)
     search: str = "tpe"
     # stop the search when the best score has not improved for early_stopping_patience
-    # finished iterations (never during the portfolio of first tries)
-    enable_early_stopping: bool = True
+    # finished iterations (never during the portfolio of first tries); null: on for an
+    # iteration budget, off under experiment_timeout_minutes (the budget is spent)
+    enable_early_stopping: bool | None = None
     early_stopping_patience: int = 20
     # stop the search as soon as the best score reaches this value; null = never
     experiment_exit_score: float | None = None

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, first_line
-from .schema import SCHEMAS, BuiltinData, DataConfig, RunnerConfig
+from .schema import SCHEMAS, AutoMLConfig, BuiltinData, DataConfig, RunnerConfig
 
 # automl keys a resume may change: budgets, concurrency and output, not what is searched
 # or how it is scored (a key added later counts as search-relevant until listed here)
@@ -43,6 +43,8 @@ FREE_AUTOML_KEYS = frozenset(
         "ensemble_bags",
     }
 )
+# automl.iterations when neither it nor a time budget is set (the seed's 20)
+DEFAULT_ITERATIONS = 20
 # data keys a resume may change: how long loading may take, not what is loaded
 FREE_DATA_KEYS = frozenset({"timeout_minutes"})
 # groups that define the search; compute, tracking and explain may change on resume
@@ -55,7 +57,24 @@ def settings(cfg: DictConfig) -> RunnerConfig:
         raise ConfigError(key, "???", f"is required; set it on the command line: {key}=...")
     typed = OmegaConf.to_object(cfg)
     assert isinstance(typed, RunnerConfig)
+    budget_defaults(typed.automl)
     return typed
+
+
+def budget_defaults(a: AutoMLConfig) -> None:
+    """The budget keys left null get their values, the one rule of docs/budgets.md
+    ("Defaults"): a time budget is spent, an iteration budget may stop early.
+
+    - automl.iterations: 20 without a time budget; with experiment_timeout_minutes, no
+      bound (None): the clock ends the search.
+    - automl.enable_early_stopping: on for an iteration budget; off under a time budget,
+      where patience ended 60 s searches after 12 to 40 s. Set either explicitly to keep it.
+    """
+    timed = a.experiment_timeout_minutes is not None
+    if a.iterations is None and not timed:
+        a.iterations = DEFAULT_ITERATIONS
+    if a.enable_early_stopping is None:
+        a.enable_early_stopping = not timed
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,7 @@ def from_logged(text: str, where: str) -> RunnerConfig:
         key, _, value = where.partition("=")
         raise ConfigError(key, value, f"its logged config cannot be read: {first_line(ex)}") from ex
     assert isinstance(typed, RunnerConfig)
+    budget_defaults(typed.automl)
     return typed
 
 

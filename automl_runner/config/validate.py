@@ -112,8 +112,8 @@ def _check_automl(a: AutoMLConfig) -> None:
         raise ConfigError(
             "automl.primary_metric", a.primary_metric, f"allowed for {a.task}: {', '.join(allowed)}"
         )
-    if a.iterations < 1:
-        raise ConfigError("automl.iterations", a.iterations, "must be >= 1")
+    if a.iterations is not None and a.iterations < 1:
+        raise ConfigError("automl.iterations", a.iterations, "must be >= 1 or null")
     for key in ("iteration_timeout_minutes", "experiment_timeout_minutes"):
         value = getattr(a, key)
         if value is not None and value <= 0:

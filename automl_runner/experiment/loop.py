@@ -15,6 +15,7 @@ search part is over (the iterations in flight are cancelled), the search stops e
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 from ..config.schema import AutoMLConfig
@@ -56,6 +57,8 @@ class SearchLoop:
     @property
     def to_go(self) -> int:
         """Search iterations the iteration budget still allows to launch."""
+        if self.automl.iterations is None:  # a time budget alone: the clock ends the search
+            return sys.maxsize
         return self.automl.iterations - self.record.searched - self.executor.in_flight
 
     @property

@@ -131,12 +131,14 @@ def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
     loop = search_loop(s, record, steering, started)
     summary = s.summary
     log.info(
-        "experiment %s: %s, %d rows x %d features, %d iterations, %d at a time",
+        "experiment %s: %s, %d rows x %d features, %s, %d at a time",
         s.tracker.experiment_name,
         summary["name"],
         summary["rows"],
         summary["features"],
-        automl.iterations,
+        f"{automl.iterations} iterations"
+        if automl.iterations is not None
+        else f"{automl.experiment_timeout_minutes:g} minutes",
         s.slots,
     )
     console.header(metric)

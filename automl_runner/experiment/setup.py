@@ -327,10 +327,12 @@ def start_parent(
         )
         log.info(
             "resuming run %s: %d finished iteration(s) read back from MLflow, "
-            "%d to go, numbered from %d",
+            "%s to go, numbered from %d",
             run_id,
             len(previous.results),
-            max(0, cfg.automl.iterations - len(previous.results)),
+            "the time budget's"
+            if cfg.automl.iterations is None
+            else max(0, cfg.automl.iterations - len(previous.results)),
             previous.next_iteration,
         )
     return run_id, previous

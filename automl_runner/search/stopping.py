@@ -1,11 +1,13 @@
-"""When the search ends before its budget: the exit score is reached, the best score has
-not improved for ``automl.early_stopping_patience`` told iterations (never during the
-portfolio of first tries), or the space has nothing left to try."""
+"""When the search ends before its budget: the exit score is reached, the best score is
+the metric's best possible (a perfect CV score cannot improve), the best score has not
+improved for ``automl.early_stopping_patience`` told iterations (never during the
+portfolio of first tries; on by default for an iteration budget only, docs/budgets.md),
+or the space has nothing left to try."""
 
 from __future__ import annotations
 
 from ..config.schema import AutoMLConfig
-from ..metrics import better
+from ..metrics import better, perfect
 from ..records import IterationResult
 
 
@@ -39,6 +41,8 @@ class Stopper:
             self.reason = (
                 f"automl.experiment_exit_score={self.exit_score} reached ({self.best:.4f})"
             )
+        elif self.best is not None and perfect(self.metric, self.best):
+            self.reason = f"a perfect {self.metric} ({self.best:g}): nothing can score better"
         elif (
             self.patience is not None
             and self.told >= max(self.portfolio, self.patience)

@@ -132,7 +132,7 @@ class DriverChannel:
         self._stop_beating = threading.Event()
         self._beating: threading.Thread | None = None
 
-    def start(self, iterations: int, timeout_minutes: float | None, elapsed_before: float) -> None:
+    def start(self, iterations: int | None, timeout_minutes: float | None, elapsed_before: float) -> None:
         from mlflow.entities import RunTag
 
         now = time.time()
@@ -142,7 +142,7 @@ class DriverChannel:
             HEARTBEAT: f"{now:.3f}",
             SESSION_STARTED: f"{now:.3f}",
             ELAPSED_BEFORE: f"{elapsed_before:.3f}",
-            BUDGET_ITERATIONS: str(iterations),
+            BUDGET_ITERATIONS: "" if iterations is None else str(iterations),
             BUDGET_MINUTES: "" if timeout_minutes is None else f"{timeout_minutes:g}",
             RUNNING: "[]",
         }

@@ -134,8 +134,11 @@ def read_status(client: Any, run_id: str, tracking_uri: str) -> ExperimentStatus
     )
     for count in schema.COUNTS:
         setattr(st, count, int(m.get(schema.count_metric(count), 0)))
-    iterations = tags.get(schema.BUDGET_ITERATIONS) or params.get(schema.ITERATIONS_PARAM)
-    st.iterations = int(iterations) if iterations else None
+    if schema.BUDGET_ITERATIONS in tags:
+        iterations = tags[schema.BUDGET_ITERATIONS]
+    else:  # a run that has not started its search yet: what it was asked for
+        iterations = params.get(schema.ITERATIONS_PARAM)
+    st.iterations = int(iterations) if iterations not in (None, "", "None") else None
     minutes = tags.get(schema.BUDGET_MINUTES, params.get(schema.TIMEOUT_PARAM))
     st.budget_seconds = float(minutes) * 60 if minutes not in (None, "", "None") else None
     if schema.BEST_ITERATION in tags:

@@ -158,6 +158,71 @@ def test_early_stopping_off_runs_the_whole_budget(store):
     assert len(loop.record.results) == 8 and loop.order.stopper.reason is None
 
 
+def test_a_time_budget_is_spent_early_stopping_and_iterations_left_at_their_defaults(store):
+    """Under experiment_timeout_minutes the defaults neither bound the iterations nor
+    stop on patience: Dummy never improves, yet the search runs to the budget's end."""
+    budget_s = 8.0
+    overrides = [
+        "data=iris",
+        # a million points that all score the same: the space is not used up, and the
+        # score never improves
+        DUMMY.replace(
+            "task: classification",
+            "task: classification, params: {random_state: {type: int, low: 0, high: 999999}}",
+        ),
+        "automl.allowed_models=[Dummy]",
+        "automl.early_stopping_patience=3",
+        f"automl.experiment_timeout_minutes={budget_s / 60}",
+        *store,
+    ]
+    with loop_for(overrides) as loop:
+        assert loop.automl.iterations is None and loop.automl.enable_early_stopping is False
+        loop.run()
+    assert loop.order.stopper.reason is None
+    assert len(loop.record.results) > 20  # past both the old 20 and patience 3
+    # set explicitly, early stopping holds under a time budget too
+    with loop_for([*overrides, "automl.enable_early_stopping=true"]) as stopped:
+        stopped.run()
+    assert stopped.order.stopper.reason.startswith("early stopping: no improvement in 3")
+    assert len(stopped.record.results) < 20
+
+
+def test_without_a_time_budget_the_defaults_are_twenty_iterations_and_early_stopping(store):
+    cfg = settings(automl_runner.compose(["data=iris"]))
+    assert cfg.automl.iterations == 20 and cfg.automl.enable_early_stopping is True
+    explicit = settings(
+        automl_runner.compose(
+            ["data=iris", "automl.iterations=7", "automl.enable_early_stopping=false"]
+        )
+    )
+    assert explicit.automl.iterations == 7 and explicit.automl.enable_early_stopping is False
+
+
+def test_a_perfect_score_ends_the_search_as_nothing_can_beat_it(store, tmp_path):
+    script = tmp_path / "separable.py"
+    script.write_text(
+        "import numpy as np\n"
+        "def get_data():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    y = rng.integers(0, 2, 200)\n"
+        "    return {'X': np.column_stack([y, rng.normal(size=200)]), 'y': y}\n"
+    )
+    overrides = [
+        "data=script",
+        f"data.path={script}",
+        "automl.allowed_models=[DecisionTree]",
+        "automl.iterations=30",
+        "automl.enable_early_stopping=false",
+        *store,
+    ]
+    with loop_for(overrides) as loop:
+        loop.run()
+    # a tree splits the first column perfectly: its first try scores AUC 1, and is the last
+    assert loop.record.results[0].mean("AUC_weighted") == 1.0
+    assert len(loop.record.results) == 1
+    assert loop.order.stopper.reason == "a perfect AUC_weighted (1): nothing can score better"
+
+
 def test_the_exit_score_ends_the_search_once_reached(store):
     overrides = [
         "data=iris",
