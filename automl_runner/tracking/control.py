@@ -132,7 +132,9 @@ class DriverChannel:
         self._stop_beating = threading.Event()
         self._beating: threading.Thread | None = None
 
-    def start(self, iterations: int | None, timeout_minutes: float | None, elapsed_before: float) -> None:
+    def start(
+        self, iterations: int | None, timeout_minutes: float | None, elapsed_before: float
+    ) -> None:
         from mlflow.entities import RunTag
 
         now = time.time()
