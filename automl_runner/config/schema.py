@@ -252,9 +252,14 @@ class ExplainConfig:
     kernel_rows: int = 30
     # model evaluations per row for the kernel explainer; null = SHAP's default
     kernel_nsamples: int | None = 1024
-    # a winning ensemble: auto (the ensemble itself, unless members need the kernel
-    # explainer on more than 32 columns: then its leading member), always, or leading
+    # a winning ensemble: auto (the ensemble itself, its kernel members' work bounded by
+    # ensemble_kernel_seconds: fewer coalitions per row, or past the least useful number
+    # its leading member), always (the ensemble, unbounded), or leading
     ensemble: str = "auto"
+    # explain.ensemble=auto: about how many compute seconds the kernel explainer may spend
+    # on a winning ensemble's members (priced before it starts; the members run as
+    # parallel tasks, so 20 is about 10 s on 2 free CPUs); null = no bound
+    ensemble_kernel_seconds: float | None = 20.0
     # time budget of the explanation, separate from the iteration timeout
     timeout_minutes: float = 5.0
     # explain an already finished experiment (its parent run id) instead of running one

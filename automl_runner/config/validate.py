@@ -234,5 +234,9 @@ def _check_explain(e: ExplainConfig) -> None:
             raise ConfigError(f"explain.{key}", getattr(e, key), "must be >= 1")
     if e.kernel_nsamples is not None and e.kernel_nsamples < 1:
         raise ConfigError("explain.kernel_nsamples", e.kernel_nsamples, "must be >= 1 or null")
+    if e.ensemble_kernel_seconds is not None and e.ensemble_kernel_seconds <= 0:
+        raise ConfigError(
+            "explain.ensemble_kernel_seconds", e.ensemble_kernel_seconds, "must be > 0 or null"
+        )
     if e.timeout_minutes <= 0:
         raise ConfigError("explain.timeout_minutes", e.timeout_minutes, "must be > 0")

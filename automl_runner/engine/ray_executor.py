@@ -4,6 +4,7 @@ object-store copy of the data.
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable
@@ -24,6 +25,16 @@ from ..worker.ensemble import build_ensemble, ensemble_candidate, run_ensemble
 from ..worker.explain_task import explain_best
 from ..worker.iteration import refit, run_iteration
 from .task_errors import ended_by_ray
+
+
+def ray_map(fn: Callable[..., Any], calls: list[dict[str, Any]], num_cpus: float) -> list[Any]:
+    """`fn(**kwargs)` for each call as parallel Ray tasks, results in call order: an
+    ensemble's members explained side by side from inside the explanation's own task
+    (which gives its CPU back while it waits for them)."""
+    import ray
+
+    task = ray.remote(fn).options(num_cpus=num_cpus, max_retries=0)
+    return list(ray.get([task.remote(**kwargs) for kwargs in calls]))
 
 
 def node_name() -> str:
@@ -78,6 +89,7 @@ class RayExecutor:
         self._task, self._task_options = ray.remote(_stamped), options
         self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
         self._explain = ray.remote(explain_best).options(num_cpus=num_cpus, max_retries=0)
+        self._num_cpus = num_cpus
         self._ensemble = ray.remote(_stamped).options(num_cpus=num_cpus, max_retries=0)
         # (the member list, its object-store copy): both ensembles read one copy
         self._members: tuple[list[IterationResult], Any] | None = None
@@ -164,7 +176,8 @@ class RayExecutor:
 
     def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
         """Explain the best model in a task; TimeoutError (task killed) past `timeout_s`."""
-        ref = self._explain.remote(model, self.data_ref, settings)
+        mapper = functools.partial(ray_map, num_cpus=self._num_cpus)
+        ref = self._explain.remote(model, self.data_ref, settings, mapper)
         ready, _ = self._ray.wait([ref], timeout=timeout_s)
         if not ready:
             self._ray.cancel(ref, force=True)

@@ -28,7 +28,15 @@ TREE_FAMILIES = (
     "HistGradientBoostingRegressor",
     "GradientBoostingClassifier",
     "GradientBoostingRegressor",
+    "LGBMClassifier",
+    "LGBMRegressor",
+    "XGBClassifier",
+    "XGBRegressor",
+    "CatBoostClassifier",
+    "CatBoostRegressor",
 )
+# tree models whose trees add up margins (log-odds), not probabilities
+BOOSTERS = ("GradientBoosting", "LGBM", "XGB", "CatBoost")
 
 
 @dataclass
@@ -135,7 +143,7 @@ def output_kind(model: Any, explainer: str, task: str) -> str:
         return "prediction"
     name = type(model).__name__
     if explainer == "tree":
-        return "log-odds" if "GradientBoosting" in name else "probability"
+        return "log-odds" if any(b in name for b in BOOSTERS) else "probability"
     if explainer == "linear":
         return "decision_function"
     return "probability" if hasattr(model, "predict_proba") else "decision_function"
@@ -145,19 +153,39 @@ def model_output(pipeline: Any, X: Any, output: str) -> np.ndarray:
     """(outputs, rows) values of `output` for raw rows X; what the explanation adds up to."""
     _, model = split_pipeline(pipeline)
     Z = transform(pipeline, X)
-    return _raw_output(model, Z, output)
+    return estimator_output(model, Z, output)
 
 
-def _raw_output(model: Any, Z: np.ndarray, output: str) -> np.ndarray:
+def estimator_output(model: Any, Z: np.ndarray, output: str) -> np.ndarray:
     if output == "prediction":
         return np.asarray(model.predict(Z), dtype=float)[None, :]
     if output == "probability":
         return np.asarray(model.predict_proba(Z)).T
-    # log-odds of gradient boosting is its decision function
-    d = np.asarray(model.decision_function(Z))
+    d = _margin(model, Z)
     if d.ndim == 1:  # binary: one margin for the positive class; the negative is its mirror
         return np.vstack([-d, d])
     return d.T
+
+
+def _margin(model: Any, Z: np.ndarray) -> np.ndarray:
+    """The model's raw margin (log-odds) or decision function, what its trees or its
+    linear part add up: scikit-learn's decision_function, or the boosting library's own
+    raw-score switch."""
+    if hasattr(model, "decision_function"):
+        return np.asarray(model.decision_function(Z))
+    library = type(model).__module__.split(".")[0]
+    if library == "lightgbm":
+        return np.asarray(model.predict(Z, raw_score=True))
+    if library == "xgboost":
+        return np.asarray(model.predict(Z, output_margin=True))
+    if library == "catboost":
+        return np.asarray(model.predict(Z, prediction_type="RawFormulaVal"))
+    raise TypeError(f"{type(model).__name__} gives no margin (no decision_function)")
+
+
+def shap_nsamples(columns: int) -> int:
+    """The kernel explainer's own number of coalitions per row ("auto"), its most."""
+    return 2 * columns + 2048
 
 
 def _as_outputs(
@@ -206,16 +234,7 @@ def explain_pipeline(
     start = time.perf_counter()
     _, model = split_pipeline(pipeline)
     Z = transform(pipeline, X_rows)
-    rng = np.random.default_rng(seed)
-    bg_idx = rng.choice(
-        X_background.shape[0], min(background_size, X_background.shape[0]), replace=False
-    )
-    bg_rows = (
-        X_background.iloc[np.sort(bg_idx)]
-        if isinstance(X_background, pd.DataFrame)
-        else X_background[np.sort(bg_idx)]
-    )
-    Zb = transform(pipeline, bg_rows)
+    Zb = transform(pipeline, background_rows(X_background, background_size, seed))
     names, sources = feature_sources(pipeline, raw_names)
     notes: list[str] = []
     chosen = _choose(model, explainer, task, space)
@@ -246,7 +265,7 @@ def explain_pipeline(
                 Z = Z[:kernel_rows]
 
             def f(data: np.ndarray) -> np.ndarray:
-                return _raw_output(model, np.asarray(data, dtype=float), output).T
+                return estimator_output(model, np.asarray(data, dtype=float), output).T
 
             if chosen == "kernel":
                 k = min(kernel_kmeans, Zb.shape[0])
@@ -257,7 +276,7 @@ def explain_pipeline(
                 nsamples = (
                     "auto"
                     if kernel_nsamples is None
-                    else min(kernel_nsamples, 2 * Z.shape[1] + 2048)
+                    else min(kernel_nsamples, shap_nsamples(Z.shape[1]))
                 )
                 values, expected = (
                     ex.shap_values(Z, silent=True, nsamples=nsamples),
@@ -283,6 +302,14 @@ def explain_pipeline(
         notes=notes,
         model=described(pipeline),
     )
+
+
+def background_rows(X: Any, size: int, seed: int) -> Any:
+    """The explainer's background: a seeded sample of `size` rows of X, in X's order (all
+    of X when it has no more; sampling a sample of that size gives it back unchanged)."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(X.shape[0], min(size, X.shape[0]), replace=False))
+    return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
 
 
 def described(pipeline: Any) -> str:

@@ -30,7 +30,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .explain import Explanation, Member, explain_pipeline, explainer_for
+from .explain import (
+    Explanation,
+    Member,
+    background_rows,
+    estimator_output,
+    explain_pipeline,
+    explainer_for,
+)
+from .features import split_pipeline, transform
+from .pipeline import take_rows
+
+# rows each kernel member predicts to measure its cost per row
+PROBE_ROWS = 1000
+
+# runs explain_pipeline once per keyword set, results in that order: in this process by
+# default, or as parallel tasks (the engine passes its own, engine.ray_executor.ray_map)
+Mapper = Callable[[Callable[..., Explanation], list[dict[str, Any]]], list[Explanation]]
+
+
+def serial_map(fn: Callable[..., Explanation], calls: list[dict[str, Any]]) -> list[Explanation]:
+    return [fn(**kwargs) for kwargs in calls]
 
 
 def is_ensemble(model: Any) -> bool:
@@ -61,6 +81,32 @@ def kernel_members(model: Any, task: str) -> int:
         return len(members_of(model))  # the whole ensemble goes through the kernel explainer
     space = "prediction" if task == "regression" else "probability"
     return sum(explainer_for(p, task, space) == "kernel" for _, p in members_of(model))
+
+
+def kernel_cost(model: Any, X_background: Any, task: str) -> tuple[float, int]:
+    """(seconds per row the ensemble's kernel members take together to predict in the
+    ensemble's output space, the most engineered columns among them); (0, 0) when none
+    needs the kernel explainer.
+
+    The kernel explainer asks each member for rows x coalitions x background centres
+    predictions, so this rate prices a whole explanation before it starts."""
+    space = "prediction" if task == "regression" else "probability"
+    probe = take_rows(X_background, np.resize(np.arange(X_background.shape[0]), PROBE_ROWS))
+    seconds, width = 0.0, 0
+    for _, pipeline in members_of(model):
+        if explainer_for(pipeline, task, space) != "kernel":
+            continue
+        Z = transform(pipeline, probe)
+        estimator = split_pipeline(pipeline)[1]
+        # the fastest of a few probes, for a fast member, where one is mostly noise
+        took: list[float] = []
+        while len(took) < 3 and sum(took) < 0.2:
+            start = time.perf_counter()
+            estimator_output(estimator, Z, space)
+            took.append(time.perf_counter() - start)
+        seconds += min(took) / PROBE_ROWS
+        width = max(width, Z.shape[1])
+    return seconds, width
 
 
 def leading_member(model: Any) -> tuple[Any, str]:
@@ -123,19 +169,30 @@ def explain_ensemble(
     task: str,
     classes: list[Any] | None,
     raw_names: list[str],
+    mapper: Mapper | None = None,
     **options: Any,
 ) -> Explanation:
     """The ensemble's explanation in the user's columns; see the module docstring.
-    `options`: explain_pipeline's keyword arguments (explainer, background, kernel ones)."""
+    `options`: explain_pipeline's keyword arguments (explainer, background, kernel ones);
+    `mapper` runs the members' explanations (serial_map: one after another here)."""
     start = time.perf_counter()
     names = [name for name, _ in members_of(model)]
     described = f"{type(model).__name__} of {', '.join(names)}"
-    explain: Callable[..., Explanation] = _from_members
     if _stacking(model) and not _linear_final(model):
-        explain = _whole
-    e = explain(
-        model, X_rows, X_background, task=task, classes=classes, raw_names=raw_names, **options
-    )
+        e = _whole(
+            model, X_rows, X_background, task=task, classes=classes, raw_names=raw_names, **options
+        )
+    else:
+        e = _from_members(
+            model,
+            X_rows,
+            X_background,
+            task=task,
+            classes=classes,
+            raw_names=raw_names,
+            mapper=mapper or serial_map,
+            **options,
+        )
     e.model, e.seconds = described, time.perf_counter() - start
     return e
 
@@ -148,23 +205,34 @@ def _from_members(
     task: str,
     classes: list[Any] | None,
     raw_names: list[str],
+    mapper: Mapper,
     **options: Any,
 ) -> Explanation:
     space = "prediction" if task == "regression" else "probability"
     parts, constant, output = combination(model, task)
-    members = []
-    for (name, pipeline), A in zip(members_of(model), parts, strict=True):
-        e = explain_pipeline(
-            pipeline,
-            X_rows,
-            X_background,
+    # every member against the same background rows, sampled once (what each would pick)
+    background = background_rows(
+        X_background, options.pop("background_size", 100), options.get("seed", 0)
+    )
+    calls = [
+        dict(
+            pipeline=pipeline,
+            X_rows=X_rows,
+            X_background=background,
+            background_size=background.shape[0],
             task=task,
             classes=classes,
             raw_names=raw_names,
             space=space,
             **options,
         )
-        members.append(Member(name, e, A))
+        for _, pipeline in members_of(model)
+    ]
+    explained = mapper(explain_pipeline, calls)
+    members = [
+        Member(name, e, A)
+        for (name, _), e, A in zip(members_of(model), explained, parts, strict=True)
+    ]
     # a model-agnostic explainer explains only the first rows; each row's values do not
     # depend on the others', so every member is cut to the rows all of them explained
     n = min(m.explanation.shap_engineered.shape[1] for m in members)

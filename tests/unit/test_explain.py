@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import typed
+from conftest import require_boost, typed
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.pipeline import Pipeline
@@ -174,3 +174,34 @@ def test_one_hot_and_indicator_columns_sum_back_to_their_source_column():
     assert names[0] == "city" and summary == sorted(summary, reverse=True)
     per_class_summary, per_class_imp = e.per_class()
     assert len(per_class_imp) == 2 and per_class_imp[0][0] == "city"
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_boosted_trees_get_the_tree_explainer_in_their_margin(library, classes):
+    """LightGBM and XGBoost are tree models: the tree explainer, exact and fast, in their
+    raw margin (log-odds), which the library's own raw-score switch reproduces."""
+    lib = require_boost(library)
+    X, y = (
+        load_iris(return_X_y=True, as_frame=True)
+        if classes == 3
+        else load_breast_cancer(return_X_y=True, as_frame=True)
+    )
+    model = (
+        lib.LGBMClassifier(n_estimators=30, verbose=-1)
+        if library == "lightgbm"
+        else lib.XGBClassifier(n_estimators=30)
+    )
+    pipeline = Pipeline([("scale", StandardScaler()), ("model", model)]).fit(X, y)
+    e = explain_pipeline(
+        pipeline,
+        X.iloc[:20],
+        X,
+        task="classification",
+        classes=sorted(set(y)),
+        raw_names=list(X.columns),
+    )
+    assert (e.explainer, e.output) == ("tree", "log-odds")
+    assert e.shap_engineered.shape == (classes, 20, X.shape[1])
+    # XGBoost computes in float32
+    assert_additive(e, pipeline, X.iloc[:20], tol=1e-4 if library == "xgboost" else 1e-6)

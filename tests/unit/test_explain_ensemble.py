@@ -178,21 +178,55 @@ def test_a_regression_ensemble_adds_up_to_its_prediction():
         np.testing.assert_allclose(added, model.predict(X.iloc[: len(added)]), atol=1e-6)
 
 
-def test_auto_explains_the_leading_member_when_members_need_the_kernel_on_many_columns():
-    from automl_runner.worker.explain_ensemble import kernel_members, leading_member
-    from automl_runner.worker.explain_task import ENSEMBLE_KERNEL_COLUMNS, model_to_explain
+def test_auto_bounds_the_kernel_members_work_then_falls_back_to_the_leading_member():
+    from automl_runner.worker.explain_ensemble import kernel_cost, leading_member
+    from automl_runner.worker.explain_task import model_to_explain
 
     X, data, models = built(_iris)
     voting = models[VOTING]
-    kernel = kernel_members(voting, "classification")
+    rows = X.iloc[:20]
     # iris' members include a linear model: exact in probability only by the kernel explainer
-    assert kernel >= 1
-    few, many = X.shape[1], ENSEMBLE_KERNEL_COLUMNS + 1
-    assert model_to_explain(voting, "classification", few, "auto") == (voting, None)
-    target, note = model_to_explain(voting, "classification", many, "auto")
+    per_row, width = kernel_cost(voting, X, "classification")
+    assert per_row > 0 and width == 4
+    options = {"kernel_rows": 12, "kernel_kmeans": 5, "kernel_nsamples": 300}
+    per_sample = per_row * 5 * 12
+
+    def plan(mode, seconds):
+        return model_to_explain(
+            voting,
+            rows,
+            X,
+            "classification",
+            {**options, "ensemble": mode, "ensemble_kernel_seconds": seconds},
+        )
+
+    # within the bound: the ensemble as asked
+    assert plan("auto", 1e6) == (voting, None, options)
+    assert plan("auto", None) == (voting, None, options)
+    # over it: fewer coalitions per row, never under 2 x columns + 2
+    target, note, reduced = plan("auto", per_sample * 60)
+    assert target is voting and 10 <= reduced["kernel_nsamples"] < 300
+    assert "explain.ensemble_kernel_seconds" in note
+    e, explained_rows = explain_best(
+        voting,
+        data,
+        {
+            "rows": 20,
+            "explainer": "auto",
+            "background_size": 50,
+            "ensemble": "auto",
+            "ensemble_kernel_seconds": per_sample * 60,
+            **options,
+        },
+    )
+    # priced again in the task (timings differ): still bounded, and still exact
+    assert e.notes[0].startswith("kernel explainer on the ensemble's members: ")
+    assert max_error(e, voting, explained_rows) < 1e-6
+    # under the floor: the leading member, and the note says why
+    target, note, _ = plan("auto", per_sample * 0.5)
     lead, name = leading_member(voting)
-    assert target is lead and note is not None
+    assert target is lead
     assert f"its leading member {name}" in note and "explain.ensemble=always" in note
-    assert model_to_explain(voting, "classification", many, "always") == (voting, None)
-    target, note = model_to_explain(voting, "classification", few, "leading")
+    assert plan("always", per_sample * 0.5)[:2] == (voting, None)
+    target, note, _ = plan("leading", None)
     assert target is lead and "explain.ensemble=leading" in note
