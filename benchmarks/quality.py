@@ -61,8 +61,9 @@ budget plus 300) is killed with its process group and recorded as a timeout.
 
 The report cannot flatter:
 
-* it uses the rows of ONE commit (HEAD's, or `--commit`'s; rows of other commits in the
-  CSV are counted and ignored), the systems side by side;
+* it uses the rows of ONE commit (HEAD's; with `--commit SHA` it measures nothing and
+  reports SHA's rows; rows of other commits in the CSV are counted and ignored), the
+  systems side by side;
 * the latest row of each (set, budget, seed, system) wins, so an older ok row never
   hides a newer failure; `--resume` reuses only ok rows of the same commit;
 * a set where a system errored or timed out (on any seed) counts as a LOSS for the
@@ -988,7 +989,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--autogluon-python", help=f"AutoGluon's interpreter (${AUTOGLUON_ENV})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--resume", action="store_true", help="keep the CSV; add what's missing")
-    parser.add_argument("--commit", help="report this commit's rows; measures nothing")
+    parser.add_argument("--commit", help="only report this commit's rows (HEAD's by default)")
     parser.add_argument("--kill-after", type=float, help="seconds per job (2 x budget + 300)")
     parser.add_argument("--keep", action="store_true", help="keep every job's log and spec")
     parser.add_argument("--job", help=argparse.SUPPRESS)
@@ -1120,11 +1121,13 @@ def main() -> None:
         f"sets {','.join(args.sets)}"
     )
     outputs = outputs_dir(args.out)
-    if sha == head:
+    if args.commit:
+        print(
+            f"--commit {sha} (HEAD is {head}): reporting its rows of {args.out}, measuring nothing"
+        )
+    else:
         start_csv(args, outputs)
         measure_all(args, sha, pythons, outputs)
-    else:
-        print(f"--commit {sha} is not HEAD ({head}): reporting its rows, measuring nothing")
     report(read_rows(args.out), sha, args.sets, args.budgets, args.seeds, args.systems, outputs)
 
 
