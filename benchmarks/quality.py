@@ -495,7 +495,7 @@ def launch(spec: dict[str, Any], folder: Path, python: str, limit: float) -> dic
         try:
             child.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, 9)
+            _kill_tree(child.pid)
             child.wait()
             return {"status": "timeout", "error": f"no result after {limit:.0f} s; killed"}
         finally:
@@ -512,6 +512,21 @@ def launch(spec: dict[str, Any], folder: Path, python: str, limit: float) -> dic
     for bulky in ("mlflow", "autogluon"):
         shutil.rmtree(folder / bulky, ignore_errors=True)
     return out
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a job's process group and every descendant found before it dies: Ray's
+    workers run in process groups of their own and would outlive a killpg alone."""
+    descendants = []
+    with contextlib.suppress(Exception):  # psutil missing or the job already gone
+        import psutil
+
+        descendants = psutil.Process(pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, 9)
+    for proc in descendants:
+        with contextlib.suppress(Exception):
+            proc.kill()
 
 
 # --- the CSV -------------------------------------------------------------------------------
@@ -584,8 +599,10 @@ def versions(python: str, names: tuple[str, ...]) -> str:
         out = subprocess.run(
             [python, "-c", code, *names], capture_output=True, text=True, check=True, timeout=60
         ).stdout
+    except subprocess.CalledProcessError as ex:
+        return f"cannot ask {python}: exit {ex.returncode} {ex.stderr.strip()[-200:]}"
     except (OSError, subprocess.SubprocessError) as ex:
-        return f"cannot ask {python}: {ex}"
+        return f"cannot ask {python}: {type(ex).__name__}: {ex}"
     return ", ".join(out.split("\n")[:-1])
 
 
