@@ -61,7 +61,9 @@ budget plus 300) is killed with its process group and recorded as a timeout.
 
 The report cannot flatter:
 
-* it uses the rows of ONE commit (HEAD's; with `--commit SHA` it measures nothing and
+* it uses the rows of ONE commit (HEAD's, `+dirty` when automl_runner/, conf/ or
+  benchmarks/ have uncommitted changes; the automl_runner imported must be this
+  checkout's, or the script stops; with `--commit SHA` it measures nothing and
   reports SHA's rows; rows of other commits in the CSV are counted and ignored), the
   systems side by side;
 * the latest row of each (set, budget, seed, system) wins, so an older ok row never
@@ -648,7 +650,18 @@ def commit() -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "automl_runner", "conf"],
+            # the code measured and the code measuring it (results/ is git-ignored)
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "status",
+                "--porcelain",
+                "--",
+                "automl_runner",
+                "conf",
+                "benchmarks",
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -1032,6 +1045,26 @@ def parse() -> argparse.Namespace:
     return args
 
 
+def runner_tree_error(systems: list[str]) -> str | None:
+    """Why the runner rows would be mislabelled, if they would: each row carries this
+    checkout's commit, so the automl_runner measured must be this checkout's code (an
+    editable install of another worktree would put one tree's figures under another's
+    commit)."""
+    if not any(s in RUNNER_SYSTEMS for s in systems):
+        return None
+    spec = importlib.util.find_spec("automl_runner")
+    if spec is None or spec.origin is None:
+        return "automl_runner is not installed: pip install -e '.[bench]'"
+    where = Path(spec.origin).resolve().parent.parent
+    if where != REPO:
+        return (
+            f"automl_runner is imported from {where}, not from this checkout {REPO}: rows "
+            f"would carry {REPO}'s commit for another tree's code; pip install -e "
+            f"'{REPO}[bench]' in this interpreter, or run {where}/benchmarks/quality.py"
+        )
+    return None
+
+
 def pick_interpreters(args: argparse.Namespace) -> dict[str, str]:
     """The interpreter of each system; AutoGluon dropped, with a line, when none has it."""
     ag_python, source = autogluon_python(args.autogluon_python)
@@ -1129,6 +1162,9 @@ def main() -> None:
         return
     head = commit()
     sha = args.commit or head
+    wrong_tree = None if args.commit else runner_tree_error(args.systems)
+    if wrong_tree:
+        raise SystemExit(f"quality.py: {wrong_tree}")
     pythons = pick_interpreters(args)
     for line in environment(pythons.get("autogluon")):
         print(line)
