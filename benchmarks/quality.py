@@ -17,9 +17,9 @@ escape would show):
 
 * runner: this project at its SHIPPED DEFAULTS apart from the budget, the metric and
   the CPUs: `data=file` on a Parquet copy of the training rows,
-  `automl.experiment_timeout_minutes=<budget>/60` with the iteration cap lifted
-  (`automl.iterations=100000`: the budget is the time), AUC_weighted or r2_score,
-  `compute.num_cpus=2`, `automl.max_concurrent_iterations=2`, MLflow into a throwaway
+  `automl.experiment_timeout_minutes=<budget>/60` (under a time budget the defaults
+  bound no iterations and stop on no patience), AUC_weighted or r2_score,
+  `compute.num_cpus=2` (2 iterations at a time, the default), MLflow into a throwaway
   store, and no explanation (`automl.model_explainability=false`: it runs after the
   model is final, so it changes the wall time only, not the model). Early stopping,
   the search and the ensembles are at their defaults: users run the defaults.
@@ -319,9 +319,7 @@ def _runner(spec: dict[str, Any], X_test: Any, y_test: Any) -> dict[str, Any]:
         # the metric, the budget and the CPUs; everything else at its shipped default
         f"automl.primary_metric={'AUC_weighted' if classification else 'r2_score'}",
         f"automl.experiment_timeout_minutes={spec['budget'] / 60!r}",
-        "automl.iterations=100000",
         f"automl.seed={spec['seed']}",
-        f"automl.max_concurrent_iterations={spec['cpus']}",
         f"compute.num_cpus={spec['cpus']}",
         # after the model is final: the wall time only
         "automl.model_explainability=false",

@@ -60,6 +60,30 @@ def driver_settings() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for noisy in ("urllib3.connectionpool", "mlflow.sklearn"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    _sqlite_commits_without_fsync()
+
+
+def _sqlite_commits_without_fsync() -> None:
+    """SQLite stores (the default, outputs/mlflow/mlflow.db) in write-ahead-log mode with
+    synchronous=NORMAL: a commit appends to the log and no longer waits for the disk's
+    fsync (2.3 ms each, 6 writes per iteration: a quarter of the driver's time per
+    iteration). A committed write survives this process being killed; only a power cut
+    may lose the last ones. Readers (mlflow ui, automl-ctl) never block the writer."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _on_connect):
+        event.listen(Engine, "connect", _on_connect)
+
+
+def _on_connect(connection: Any, _record: Any) -> None:
+    import sqlite3
+
+    if isinstance(connection, sqlite3.Connection):
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
 
 def client_for(uri: str | None) -> Any:

@@ -7,6 +7,7 @@ logged model).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,12 @@ def _make(target: str, params: dict[str, Any], seed: int) -> BaseEstimator:
     cls = import_target(target)
     # YAML has no tuples; scikit-learn's validation wants them where lists appear
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    # seeded by automl.seed where the class takes one (CatBoost's get_params lists only
+    # what was set, so its constructor is asked too)
     obj = cls(**kwargs)
-    if "random_state" in obj.get_params() and "random_state" not in kwargs:
+    if "random_state" not in kwargs and (
+        "random_state" in obj.get_params() or "random_state" in inspect.signature(cls).parameters
+    ):
         obj.set_params(random_state=seed)
     return obj
 
