@@ -13,13 +13,16 @@
    compute / workers) / iterations that ran, from the parent run's `search_seconds` and
    the children's `duration_seconds`; the script stops if fewer than asked ran.
 
-Targets (issue 2): best AUC_weighted >= 0.998, whole command < 60 s, overhead < 50 ms.
+Targets (issues 2, 25, 26): best AUC_weighted >= 0.998, whole command < 60 s, overhead
+< 50 ms per iteration that ran. Also printed: the seconds the guardrails, the evaluation
+and the explanation of each seed run took (console lines), and what was explained.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -44,7 +47,16 @@ OVERHEAD_OVERRIDES = [
 ]
 
 
-def run_cli(args: list[str]) -> tuple[float, Any, list[Any]]:
+# the console lines that time the parts after (and before) the search
+PARTS = {
+    "guardrails": re.compile(r"^DATA GUARDRAILS \(([\d.]+) s\)", re.M),
+    "evaluation": re.compile(r"^evaluation:.*?, ([\d.]+) s;", re.M),
+    "explanation": re.compile(r"^explanation:.*?, ([\d.]+) s;", re.M),
+}
+EXPLAINED = re.compile(r"^explained:\s+(\S+)", re.M)
+
+
+def run_cli(args: list[str]) -> tuple[float, Any, list[Any], dict[str, Any]]:
     folder = Path(tempfile.mkdtemp(prefix="automl-bench-"))
     exe = shutil.which("automl-runner")
     assert exe, "automl-runner is not installed (pip install .)"
@@ -60,7 +72,13 @@ def run_cli(args: list[str]) -> tuple[float, Any, list[Any]]:
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     shutil.rmtree(folder, ignore_errors=True)
-    return wall, parent, children
+    parts: dict[str, Any] = {
+        name: float(m.group(1)) if (m := pattern.search(out.stdout)) else None
+        for name, pattern in PARTS.items()
+    }
+    explained = EXPLAINED.search(out.stdout)
+    parts["explained"] = explained.group(1) if explained else "a single pipeline"
+    return wall, parent, children, parts
 
 
 def main() -> None:
@@ -70,21 +88,24 @@ def main() -> None:
     args = parser.parse_args()
     workers = os.cpu_count() or 1
 
-    walls, aucs = [], []
+    walls, aucs, timed = [], [], []
     for i in range(args.repeats):
-        wall, parent, children = run_cli(["automl.iterations=20"])
+        wall, parent, children, parts = run_cli(["automl.iterations=20"])
         auc = parent.data.metrics["best_AUC_weighted"]
         walls.append(wall)
         aucs.append(auc)
+        timed.append(parts)
         print(
             f"seed run {i + 1}: {wall:6.1f} s whole command, best AUC_weighted {auc:.4f}, "
-            f"{len(children)} iterations, search {parent.data.metrics['search_seconds']:.1f} s"
+            f"{len(children)} iterations, search {parent.data.metrics['search_seconds']:.1f} s; "
+            + ", ".join(f"{k} {v} s" for k, v in parts.items() if k != "explained")
+            + f"; explained: {parts['explained']}"
         )
 
     overheads = []
     for i in range(args.repeats):
         n = args.overhead_iterations
-        _, parent, children = run_cli([*OVERHEAD_OVERRIDES, f"automl.iterations={n}"])
+        _, parent, children, _ = run_cli([*OVERHEAD_OVERRIDES, f"automl.iterations={n}"])
         if len(children) < n:
             raise SystemExit(f"only {len(children)} of {n} iterations ran: not a measurement")
         compute = sum(c.data.metrics["duration_seconds"] for c in children)
@@ -101,6 +122,10 @@ def main() -> None:
         f"seed experiment (median of {args.repeats}): whole command {statistics.median(walls):.1f} s "
         f"(target < 60), best AUC_weighted {statistics.median(aucs):.4f} (target >= 0.998)"
     )
+    for name in PARTS:
+        values = [t[name] for t in timed if t[name] is not None]
+        if values:
+            print(f"  of which {name} (median): {statistics.median(values):.1f} s")
     print(
         f"runner overhead (median of {args.repeats}): {1000 * statistics.median(overheads):.1f} ms "
         f"per iteration (target < 50)"
