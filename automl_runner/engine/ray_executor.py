@@ -23,6 +23,7 @@ from ..worker.blending import Selection
 from ..worker.ensemble import build_ensemble, ensemble_candidate, run_ensemble
 from ..worker.explain_task import explain_best
 from ..worker.iteration import refit, run_iteration
+from .nodes import short_id
 from .task_errors import ended_by_ray
 
 
@@ -30,7 +31,7 @@ def node_name() -> str:
     """host/Ray node id of the worker running this (several nodes may share a host)."""
     import ray
 
-    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+    return f"{socket.gethostname()}/{short_id(ray.get_runtime_context().get_node_id())}"
 
 
 def _stamped(run: Callable[..., IterationResult], *args: Any) -> IterationResult:

@@ -82,7 +82,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 BAD_INPUTS = [
-    (["compute=gpu"], "compute=gpu: no such option; allowed: local, ray"),
+    (["compute=gpu"], "compute=gpu: no such option; allowed: cluster, local, ray"),
     (["automl.iteratons=3"], "automl.iteratons: no such key; allowed keys: task, iterations,"),
     (
         ["automl.iterations=ten"],

@@ -1,0 +1,353 @@
+"""Bring a compute=cluster cluster up, find it again, tear it down: through Ray's own
+cluster launcher (``ray.autoscaler.sdk``: ``ray up`` / ``ray down``), ``kubectl`` for a
+KubeRay RayCluster, or, for the fake provider, a ``ray start --head`` whose autoscaler
+starts and stops node processes on this machine.
+
+The rendered config and what the cluster is (its head's address, its dashboard) are kept
+under ``compute.state_dir``/<cluster_name>, so a cluster that outlives one experiment
+(``automl-ctl cluster up``, ``compute.keep=true``) is found by the next command that names
+it, and ``automl-ctl cluster down`` ends it from any folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.schema import ClusterCompute
+from ..errors import ComputeError, first_line
+from . import launcher_config
+
+log = logging.getLogger(__name__)
+
+# the processes of a fake cluster carry this variable (its value names the cluster) or
+# belong to its head's session: tear-down finds all of them, and only them, whatever
+# became of their parents (Ray's agents on the fake nodes drop the environment)
+MARKER = "AUTOML_RUNNER_CLUSTER"
+# the fake head's autoscaler looks at the demand this often (Ray's default is 5 s)
+FAKE_UPDATE_INTERVAL_S = 1
+# how long processes get to exit on SIGTERM before they are killed
+STOP_GRACE_S = 10.0
+
+
+@dataclass
+class ClusterState:
+    """What a command that finds the cluster again needs: written once it is up."""
+
+    name: str
+    provider: str
+    # the head as a driver joins it: HOST:PORT, or ray://HOST:10001 off the cluster
+    address: str
+    # the Ray Jobs API (automl-ctl submit), http://HOST:PORT; None where unknown
+    dashboard: str | None
+    # the rendered launcher config or manifest
+    config_path: str
+    started: float
+    # fake provider: the value of MARKER its processes carry, and its Ray temp folder
+    marker: str | None = None
+    temp_dir: str | None = None
+    # fake provider: the session (the head's `ray start`, its leader) its processes are in
+    session: int | None = None
+
+
+def cluster_dir(c: ClusterCompute) -> Path:
+    return Path(c.state_dir).expanduser() / c.cluster_name
+
+
+def _state_file(c: ClusterCompute) -> Path:
+    return cluster_dir(c) / "state.json"
+
+
+def read_state(c: ClusterCompute) -> ClusterState | None:
+    """The cluster of this name that is up, or None (a state left by a cluster that is
+    gone, say after a reboot, is removed)."""
+    path = _state_file(c)
+    if not path.is_file():
+        return None
+    state = ClusterState(**json.loads(path.read_text()))
+    if state.provider == "fake" and not _answers(state.address):
+        log.info("cluster %s is gone (nothing answers at %s)", c.cluster_name, state.address)
+        _stop_processes(state.marker)  # its session id may be reused by now
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def render_to_file(c: ClusterCompute) -> Path:
+    """Write the provider's config for `c` under the cluster's folder; its path."""
+    from importlib.metadata import version
+
+    import yaml
+
+    config = launcher_config.render(c, version("ray"), version("automl-runner"))
+    folder = cluster_dir(c)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "raycluster.yaml" if c.provider == "kubernetes" else "launcher.yaml"
+    path = folder / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def up(c: ClusterCompute) -> tuple[ClusterState, bool]:
+    """Bring the cluster up, or find it up already; (its state, whether it was started here)."""
+    state = read_state(c)
+    if state is not None:
+        return state, False
+    path = render_to_file(c)
+    log.info("bringing cluster %s up (%s, config %s)", c.cluster_name, c.provider, path)
+    started = time.monotonic()
+    if c.provider == "fake":
+        state = _fake_up(c, path)
+    elif c.provider == "kubernetes":
+        state = _kubernetes_up(c, path)
+    else:
+        state = _launcher_up(c, path)
+    _state_file(c).write_text(json.dumps(asdict(state), indent=2))
+    log.info(
+        "cluster %s is up in %.1f s: head %s",
+        c.cluster_name,
+        time.monotonic() - started,
+        state.address,
+    )
+    return state, True
+
+
+def down(c: ClusterCompute) -> bool:
+    """Tear the cluster down (head and every node); False if it was not up."""
+    path = _state_file(c)
+    state = ClusterState(**json.loads(path.read_text())) if path.is_file() else None
+    if state is None:
+        return False
+    log.info("tearing cluster %s down", c.cluster_name)
+    if state.provider == "fake":
+        _stop_processes(state.marker, state.session)
+        if state.temp_dir:
+            shutil.rmtree(state.temp_dir, ignore_errors=True)
+    elif state.provider == "kubernetes":
+        _kubectl(["delete", "-f", state.config_path, "--ignore-not-found"], c)
+    else:
+        from ray.autoscaler.sdk import teardown_cluster
+
+        teardown_cluster(state.config_path)
+    path.unlink(missing_ok=True)
+    return True
+
+
+# --- fake: processes on this machine ----------------------------------------------------
+def _fake_up(c: ClusterCompute, config: Path) -> ClusterState:
+    if _answers(f"{launcher_config.FAKE_HEAD_IP}:{c.head_port}"):
+        raise ComputeError(
+            f"compute.head_port={c.head_port}: something listens there already; "
+            "pick another port for the fake cluster's head"
+        )
+    client, dashboard, agent = _free_ports(3)
+    marker = f"{c.cluster_name}/{uuid.uuid4().hex[:12]}"
+    env = {
+        **os.environ,
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": str(FAKE_UPDATE_INTERVAL_S),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # a head on 127.0.0.2, not swapped for this machine's outward address
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+        MARKER: marker,
+    }
+    folder = cluster_dir(c)
+    head_log = folder / "head.log"
+    # its own Ray temp folder: not /tmp/ray, whose ray_current_cluster file would send
+    # other drivers' address="auto" to this cluster; short, for Ray's socket paths
+    temp_dir = tempfile.mkdtemp(prefix="automl-ray-")
+    command = [
+        # this interpreter's Ray, so the nodes' workers import the same runner
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "start",
+        "--head",
+        "--block",
+        f"--node-ip-address={launcher_config.FAKE_HEAD_IP}",
+        f"--port={c.head_port}",
+        "--num-cpus=0",
+        f"--ray-client-server-port={client}",
+        "--include-dashboard=true",
+        f"--dashboard-host={launcher_config.FAKE_HEAD_IP}",
+        f"--dashboard-port={dashboard}",
+        f"--dashboard-agent-listen-port={agent}",
+        f"--autoscaling-config={config}",
+        f"--temp-dir={temp_dir}",
+    ]
+    with open(head_log, "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=folder,
+            # its own session: a Ctrl-C of the command that started it does not reach it
+            start_new_session=True,
+        )
+    address = f"{launcher_config.FAKE_HEAD_IP}:{c.head_port}"
+    deadline = time.monotonic() + c.timeout_minutes * 60
+    while not _answers(address):
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            _stop_processes(marker, proc.pid)
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            tail = head_log.read_text(errors="replace").strip().splitlines()[-1:]
+            raise ComputeError(
+                f"compute.provider=fake: the head did not come up ({' '.join(tail) or 'no output'}); "
+                f"see {head_log}"
+            )
+        time.sleep(0.5)
+    return ClusterState(
+        name=c.cluster_name,
+        provider="fake",
+        address=address,
+        dashboard=f"http://{launcher_config.FAKE_HEAD_IP}:{dashboard}",
+        config_path=str(config),
+        started=time.time(),
+        marker=marker,
+        temp_dir=temp_dir,
+        session=proc.pid,
+    )
+
+
+def cluster_processes(marker: str | None, session: int | None) -> list[Any]:
+    """The processes of a fake cluster: those that carry MARKER=`marker` or are in the
+    head's `session`."""
+    import psutil
+
+    if not marker and not session:
+        return []
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if (session and os.getsid(proc.pid) == session) or (
+                marker and proc.environ().get(MARKER) == marker
+            ):
+                found.append(proc)
+    return found
+
+
+def _stop_processes(marker: str | None, session: int | None = None) -> None:
+    """SIGTERM every process of the fake cluster, SIGKILL what is left after the grace."""
+    import psutil
+
+    procs = cluster_processes(marker, session)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=STOP_GRACE_S)
+    # a worker forked while the others stopped
+    for proc in cluster_processes(marker, session):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+# --- clouds: Ray's cluster launcher --------------------------------------------------------
+def _launcher_up(c: ClusterCompute, config: Path) -> ClusterState:
+    try:
+        from ray.autoscaler.sdk import create_or_update_cluster, get_head_node_ip
+
+        create_or_update_cluster(str(config), no_restart=False, restart_only=False)
+        head = get_head_node_ip(str(config))
+    except Exception as ex:
+        raise ComputeError(
+            f"compute.provider={c.provider}: Ray's cluster launcher could not bring "
+            f"{c.cluster_name} up ({first_line(ex)}); {PROVIDER_NEEDS[c.provider]}"
+        ) from ex
+    return ClusterState(
+        name=c.cluster_name,
+        provider=c.provider,
+        address=f"ray://{head}:{launcher_config.CLIENT_PORT}",
+        dashboard=f"http://{head}:8265",
+        config_path=str(config),
+        started=time.time(),
+    )
+
+
+# what each provider needs on the machine that brings a cluster up (README: cluster)
+PROVIDER_NEEDS = {
+    "aws": "it needs `pip install 'ray[aws]'` and AWS credentials (aws configure)",
+    "gcp": "it needs `pip install 'ray[gcp]'` and `gcloud auth application-default login`",
+    "azure": "it needs `pip install 'ray[azure]'`, `az login` and an SSH key in ~/.ssh/id_rsa",
+    "kubernetes": "it needs kubectl on PATH, a cluster context and the KubeRay operator",
+}
+
+
+# --- kubernetes: a KubeRay RayCluster ------------------------------------------------------
+def _kubectl(args: list[str], c: ClusterCompute, timeout: float = 120) -> str:
+    if shutil.which("kubectl") is None:
+        raise ComputeError(f"compute.provider=kubernetes: {PROVIDER_NEEDS['kubernetes']}")
+    out = subprocess.run(
+        ["kubectl", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if out.returncode != 0:
+        raise ComputeError(
+            f"compute.provider=kubernetes: kubectl {args[0]} failed: "
+            f"{first_line(RuntimeError(out.stderr or out.stdout))}"
+        )
+    return out.stdout
+
+
+def _kubernetes_up(c: ClusterCompute, manifest: Path) -> ClusterState:
+    _kubectl(["apply", "-f", str(manifest)], c)
+    deadline = time.monotonic() + c.timeout_minutes * 60
+    while True:
+        state = _kubectl(
+            ["get", "raycluster", c.cluster_name, "-o", "jsonpath={.status.state}"], c
+        ).strip()
+        if state == "ready":
+            break
+        if time.monotonic() >= deadline:
+            raise ComputeError(
+                f"compute.timeout_minutes={c.timeout_minutes:g}: RayCluster {c.cluster_name} "
+                f"is {state or 'not ready'}"
+            )
+        time.sleep(5)
+    # the head's service, as KubeRay names it: reachable from inside the kubernetes
+    # cluster; from outside, port-forward it and set compute.address
+    service = f"{c.cluster_name}-head-svc"
+    return ClusterState(
+        name=c.cluster_name,
+        provider="kubernetes",
+        address=f"ray://{service}:{launcher_config.CLIENT_PORT}",
+        dashboard=f"http://{service}:8265",
+        config_path=str(manifest),
+        started=time.time(),
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------
+def _answers(address: str) -> bool:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _free_ports(n: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind((launcher_config.FAKE_HEAD_IP, 0))
+        return [int(s.getsockname()[1]) for s in socks]
