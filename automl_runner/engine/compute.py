@@ -79,16 +79,6 @@ def _owner_environment(settings: dict[str, Any]) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-def use_fake_cluster_token() -> None:
-    """A driver of a fake cluster presents the token its `ray start` enabled.
-
-    Ray reads the mode once, when it is imported: a process that imported Ray already
-    needs RAY_AUTH_MODE=token in its environment from the start.
-    """
-    if "ray" not in sys.modules:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-
-
 def keep_local_ray_on_loopback() -> None:
     """A single-machine Ray instance listens on 127.0.0.1, not this machine's outward IP.
 
@@ -112,7 +102,7 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             yield cluster
         return
     if compute.provider == "fake":
-        use_fake_cluster_token()
+        provision.use_fake_cluster_token()
     if compute.address:
         state, ours = None, False
     else:
@@ -189,7 +179,7 @@ def _joined(compute: ComputeConfig, address: str | None) -> Iterator[Cluster]:
             settings = _owner_settings(compute)
             node_ip = getattr(compute, "node_ip_address", None)
             if isinstance(compute, ClusterCompute) and compute.provider == "fake":
-                # the fake head runs on loopback (use_fake_cluster_token: its token)
+                # the fake head runs on loopback (provision.use_fake_cluster_token: its token)
                 node_ip = FAKE_HEAD_IP
             if node_ip:
                 common["_node_ip_address"] = node_ip

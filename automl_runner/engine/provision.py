@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 MARKER = "AUTOML_RUNNER_CLUSTER"
 # the fake head's autoscaler looks at the demand this often (Ray's default is 5 s)
 FAKE_UPDATE_INTERVAL_S = 1
-# how long processes get to exit on SIGTERM before they are killed
-STOP_GRACE_S = 10.0
+# how long processes get to exit on SIGTERM before they are killed (Ray's GCS server and
+# autoscaler of a fake head ignore it)
+STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -61,6 +62,16 @@ class ClusterState:
     temp_dir: str | None = None
     # fake provider: the session (the head's `ray start`, its leader) its processes are in
     session: int | None = None
+
+
+def use_fake_cluster_token() -> None:
+    """A driver of a fake cluster presents the token its `ray start` enabled.
+
+    Ray reads the mode once, when it is imported: a process that imported Ray already
+    needs RAY_AUTH_MODE=token in its environment from the start.
+    """
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def cluster_dir(c: ClusterCompute) -> Path:
@@ -146,6 +157,53 @@ def down(c: ClusterCompute) -> bool:
     return True
 
 
+@dataclass
+class ClusterStatus:
+    state: ClusterState
+    # (node name, CPUs, whether it is the head) of every alive node
+    nodes: list[tuple[str, float, bool]]
+
+    def __str__(self) -> str:
+        workers = [n for n in self.nodes if not n[2]]
+        lines = [
+            (
+                "cluster",
+                f"{self.state.name} ({self.state.provider}), up since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.state.started))}",
+            ),
+            ("head", self.state.address),
+            ("dashboard", self.state.dashboard or "-"),
+            ("worker nodes", f"{len(workers)}, {sum(n[1] for n in workers):g} CPUs"),
+        ]
+        lines += [("node", f"{name}, {cpus:g} CPUs") for name, cpus, _ in workers]
+        lines.append(("config", self.state.config_path))
+        return "\n".join(f"{label + ':':<17}{text}" for label, text in lines)
+
+
+def status(c: ClusterCompute) -> ClusterStatus | None:
+    """The cluster of this name and its nodes, asked from its head; None if it is not up."""
+    state = read_state(c)
+    if state is None:
+        return None
+    if c.provider == "fake":
+        use_fake_cluster_token()
+    import ray
+
+    from .nodes import alive_nodes
+
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+    )
+    if state.provider == "fake":
+        kwargs["_node_ip_address"] = launcher_config.FAKE_HEAD_IP
+    ray.init(address=state.address, **kwargs)
+    try:
+        found = [(n.name, n.cpus, n.head) for n in alive_nodes()]
+    finally:
+        ray.shutdown()
+    return ClusterStatus(state, found)
+
+
 # --- fake: processes on this machine ----------------------------------------------------
 def _fake_up(c: ClusterCompute, config: Path) -> ClusterState:
     if _answers(f"{launcher_config.FAKE_HEAD_IP}:{c.head_port}"):
@@ -160,6 +218,8 @@ def _fake_up(c: ClusterCompute, config: Path) -> ClusterState:
         "RAY_FAKE_CLUSTER": "1",
         "AUTOSCALER_UPDATE_INTERVAL_S": str(FAKE_UPDATE_INTERVAL_S),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # the token `ray start` enables, said outright: the jobs' drivers present it
+        "RAY_AUTH_MODE": "token",
         # a head on 127.0.0.2, not swapped for this machine's outward address
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
         MARKER: marker,
