@@ -19,6 +19,11 @@ from ..worker.memory_guard import MemoryGuard, MemoryLimitExceeded, default_limi
 
 # the namespace of the notes in Ray's key-value store
 NAMESPACE = "automl-runner-memout"
+# the log of a task whose process had to end itself past the limit
+ENDED_ITSELF = (
+    "it did not stop when told (MemoryError) and stayed over its limit, so its process "
+    "ended itself; Ray's rerun of the task returned this record at once"
+)
 
 
 @dataclass
@@ -93,7 +98,7 @@ def run_limited(limit: Limit, label: str, run: Callable[..., Any], *args: Any) -
     earlier = noted(limit, label)
     if earlier:
         # the attempt before this one passed the limit and had to end its process
-        return MemoryOut(earlier, earlier)
+        return MemoryOut(earlier, f"{earlier}\n\n{ENDED_ITSELF}")
     guard = MemoryGuard(limit.here(), on_trip=lambda reason: note(limit, label, reason))
     try:
         with guard:
