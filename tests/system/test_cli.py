@@ -139,6 +139,10 @@ BAD_INPUTS = [
         ["compute=ray", "compute.address=127.0.0.1:1"],
         "compute.address=127.0.0.1:1: cannot join a Ray cluster there",
     ),
+    (
+        ["compute=cluster", "compute.provider=ibm"],
+        "compute.provider=ibm: allowed: aws, gcp, azure, kubernetes, fake",
+    ),
     (["foo=1"], "foo: no such key; allowed keys: compute, data, automl, search_space, tracking"),
     (["automl.guardrails=loud"], "automl.guardrails=loud: allowed: warn, strict, off"),
     # strict: an ALERTED guardrail ends the run before Ray starts or the store opens
