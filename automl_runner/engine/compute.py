@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config.schema import ClusterCompute, ComputeConfig, LocalCompute, RayCompute
 from ..errors import ComputeError, Terminated, first_line
-from . import nodes, provision
+from . import fake_cluster, nodes, provision
 from .launcher_config import FAKE_HEAD_IP
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,18 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             yield cluster
         return
     if compute.provider == "fake":
-        provision.use_fake_cluster_token()
+        fake_cluster.use_token()
     if compute.address:
         state, ours = None, False
     else:
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            # it would run on that instance, not on the cluster it brought up
+            raise ComputeError(
+                "compute=cluster: this process is connected to a Ray instance already (a "
+                "sweep's hydra/launcher=ray, or ray.init in a notebook); ray.shutdown() first, "
+                "or bring the cluster up with `automl-ctl cluster up` and sweep with the "
+                "basic launcher"
+            )
         state, ours = provision.up(compute)
     address = compute.address or (state.address if state else "auto")
     try:
@@ -113,7 +121,7 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             yield cluster
     finally:
         if ours and not compute.keep:
-            _tear_down(compute)
+            provision.down_quietly(compute)
         elif ours:
             log.info(
                 "cluster %s stays up (compute.keep=true); end it with: automl-ctl cluster down "
@@ -122,23 +130,6 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
                 compute.provider,
                 compute.cluster_name,
             )
-
-
-def _tear_down(compute: ClusterCompute) -> None:
-    """provision.down, which a Ctrl-C does not cut short: the nodes must go either way."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-    try:
-        provision.down(compute)
-    except Exception as ex:
-        log.warning(
-            "cluster %s was not torn down: %s; run automl-ctl cluster down",
-            compute.cluster_name,
-            first_line(ex),
-        )
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -179,7 +170,7 @@ def _joined(compute: ComputeConfig, address: str | None) -> Iterator[Cluster]:
             settings = _owner_settings(compute)
             node_ip = getattr(compute, "node_ip_address", None)
             if isinstance(compute, ClusterCompute) and compute.provider == "fake":
-                # the fake head runs on loopback (provision.use_fake_cluster_token: its token)
+                # the fake head runs on loopback (fake_cluster.use_token: its token)
                 node_ip = FAKE_HEAD_IP
             if node_ip:
                 common["_node_ip_address"] = node_ip
@@ -191,7 +182,7 @@ def _joined(compute: ComputeConfig, address: str | None) -> Iterator[Cluster]:
         started = True
     try:
         if isinstance(compute, ClusterCompute):
-            _wait_for_workers(compute)
+            nodes.wait_for_workers(compute)
             cluster = Cluster(
                 address=_gcs_address(ray),
                 nodes=len(nodes.worker_nodes()),
@@ -254,21 +245,6 @@ def _gcs_address(ray: Any) -> str:
         return str(ray.get_runtime_context().gcs_address)
     except Exception:  # a Ray Client connection (ray://) has no GCS address of its own
         return ""
-
-
-def _wait_for_workers(compute: ClusterCompute) -> None:
-    """compute.min_nodes worker nodes up within compute.timeout_minutes (the head's
-    autoscaler launches them: min_workers of the launcher config)."""
-    deadline = time.monotonic() + compute.timeout_minutes * 60
-    while (up := len(nodes.worker_nodes())) < compute.min_nodes:
-        if time.monotonic() >= deadline:
-            raise ComputeError(
-                f"compute.min_nodes={compute.min_nodes}: only {up} worker node(s) came up "
-                f"within compute.timeout_minutes={compute.timeout_minutes:g}; see `automl-ctl "
-                f"cluster status` and the provider's quota"
-            )
-        log.info("waiting for worker nodes: %d of %d up", up, compute.min_nodes)
-        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
 def _wait_for_nodes(min_nodes: int, timeout_minutes: float) -> None:

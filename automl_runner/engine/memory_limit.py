@@ -10,6 +10,7 @@ not rerun is read back by the driver from the same note.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,17 +81,22 @@ def note(limit: Limit, label: str, reason: str) -> None:
 
 
 def noted(limit: Limit, label: str) -> str | None:
-    """The MEMOUT noted for this task by an earlier attempt, if any."""
+    """The MEMOUT noted for this task by an earlier attempt, if any (None also where the
+    store cannot be read: a Ray Client driver)."""
     from ray.experimental import internal_kv
 
-    value = internal_kv._internal_kv_get(limit.key(label), namespace=NAMESPACE)
+    try:
+        value = internal_kv._internal_kv_get(limit.key(label), namespace=NAMESPACE)
+    except Exception:
+        return None
     return value.decode() if isinstance(value, bytes) else value
 
 
 def forget(limit: Limit, label: str) -> None:
     from ray.experimental import internal_kv
 
-    internal_kv._internal_kv_del(limit.key(label), namespace=NAMESPACE)
+    with contextlib.suppress(Exception):
+        internal_kv._internal_kv_del(limit.key(label), namespace=NAMESPACE)
 
 
 def run_limited(limit: Limit, label: str, run: Callable[..., Any], *args: Any) -> Any:

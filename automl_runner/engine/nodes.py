@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..config.schema import ClusterCompute
+from ..errors import ComputeError
+
 log = logging.getLogger(__name__)
 
 # how often the watcher asks the head which nodes are alive
@@ -56,6 +59,21 @@ def worker_nodes() -> list[Node]:
     """The alive nodes iterations can run on: with CPUs (compute=cluster's head has none;
     a node that has just registered reports its CPUs a moment later)."""
     return [n for n in alive_nodes() if n.cpus > 0]
+
+
+def wait_for_workers(compute: ClusterCompute) -> None:
+    """compute.min_nodes worker nodes up within compute.timeout_minutes (the head's
+    autoscaler launches them: min_workers of the launcher config)."""
+    deadline = time.monotonic() + compute.timeout_minutes * 60
+    while (up := len(worker_nodes())) < compute.min_nodes:
+        if time.monotonic() >= deadline:
+            raise ComputeError(
+                f"compute.min_nodes={compute.min_nodes}: only {up} worker node(s) came up "
+                f"within compute.timeout_minutes={compute.timeout_minutes:g}; see `automl-ctl "
+                f"cluster status` and the provider's quota"
+            )
+        log.info("waiting for worker nodes: %d of %d up", up, compute.min_nodes)
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
 @contextmanager

@@ -14,34 +14,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
+import threading
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config.schema import ClusterCompute
 from ..errors import ComputeError, first_line
-from . import launcher_config
+from . import fake_cluster, launcher_config
 
 log = logging.getLogger(__name__)
-
-# the processes of a fake cluster carry this variable (its value names the cluster) or
-# belong to its head's session: tear-down finds all of them, and only them, whatever
-# became of their parents (Ray's agents on the fake nodes drop the environment)
-MARKER = "AUTOML_RUNNER_CLUSTER"
-# the fake head's autoscaler looks at the demand this often (Ray's default is 5 s)
-FAKE_UPDATE_INTERVAL_S = 1
-# how long processes get to exit on SIGTERM before they are killed (Ray's GCS server and
-# autoscaler of a fake head ignore it)
-STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -64,16 +51,6 @@ class ClusterState:
     session: int | None = None
 
 
-def use_fake_cluster_token() -> None:
-    """A driver of a fake cluster presents the token its `ray start` enabled.
-
-    Ray reads the mode once, when it is imported: a process that imported Ray already
-    needs RAY_AUTH_MODE=token in its environment from the start.
-    """
-    if "ray" not in sys.modules:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-
-
 def cluster_dir(c: ClusterCompute) -> Path:
     return Path(c.state_dir).expanduser() / c.cluster_name
 
@@ -89,9 +66,9 @@ def read_state(c: ClusterCompute) -> ClusterState | None:
     if not path.is_file():
         return None
     state = ClusterState(**json.loads(path.read_text()))
-    if state.provider == "fake" and not _answers(state.address):
+    if state.provider == "fake" and not fake_cluster.answers(state.address):
         log.info("cluster %s is gone (nothing answers at %s)", c.cluster_name, state.address)
-        _stop_processes(state.marker)  # its session id may be reused by now
+        fake_cluster.stop(state.marker)  # its session id may be reused by now
         path.unlink(missing_ok=True)
         return None
     return state
@@ -112,8 +89,26 @@ def render_to_file(c: ClusterCompute) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _locked(c: ClusterCompute) -> Iterator[None]:
+    """One command at a time brings this cluster up or down (two runs started together
+    would otherwise both start a head)."""
+    import fcntl
+
+    folder = cluster_dir(c)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up(c: ClusterCompute) -> tuple[ClusterState, bool]:
     """Bring the cluster up, or find it up already; (its state, whether it was started here)."""
+    with _locked(c):
+        return _up(c)
+
+
+def _up(c: ClusterCompute) -> tuple[ClusterState, bool]:
     state = read_state(c)
     if state is not None:
         return state, False
@@ -121,7 +116,18 @@ def up(c: ClusterCompute) -> tuple[ClusterState, bool]:
     log.info("bringing cluster %s up (%s, config %s)", c.cluster_name, c.provider, path)
     started = time.monotonic()
     if c.provider == "fake":
-        state = _fake_up(c, path)
+        head = fake_cluster.start_head(c, path, cluster_dir(c))
+        state = ClusterState(
+            name=c.cluster_name,
+            provider="fake",
+            address=head.address,
+            dashboard=head.dashboard,
+            config_path=str(path),
+            started=time.time(),
+            marker=head.marker,
+            temp_dir=head.temp_dir,
+            session=head.session,
+        )
     elif c.provider == "kubernetes":
         state = _kubernetes_up(c, path)
     else:
@@ -138,13 +144,35 @@ def up(c: ClusterCompute) -> tuple[ClusterState, bool]:
 
 def down(c: ClusterCompute) -> bool:
     """Tear the cluster down (head and every node); False if it was not up."""
+    with _locked(c):
+        return _down(c)
+
+
+def down_quietly(compute: ClusterCompute) -> None:
+    """provision.down, which a Ctrl-C does not cut short: the nodes must go either way."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        down(compute)
+    except Exception as ex:
+        log.warning(
+            "cluster %s was not torn down: %s; run automl-ctl cluster down",
+            compute.cluster_name,
+            first_line(ex),
+        )
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _down(c: ClusterCompute) -> bool:
     path = _state_file(c)
     state = ClusterState(**json.loads(path.read_text())) if path.is_file() else None
     if state is None:
         return False
     log.info("tearing cluster %s down", c.cluster_name)
     if state.provider == "fake":
-        _stop_processes(state.marker, state.session)
+        fake_cluster.stop(state.marker, state.session)
         if state.temp_dir:
             shutil.rmtree(state.temp_dir, ignore_errors=True)
     elif state.provider == "kubernetes":
@@ -186,7 +214,7 @@ def status(c: ClusterCompute) -> ClusterStatus | None:
     if state is None:
         return None
     if c.provider == "fake":
-        use_fake_cluster_token()
+        fake_cluster.use_token()
     import ray
 
     from .nodes import alive_nodes
@@ -202,123 +230,6 @@ def status(c: ClusterCompute) -> ClusterStatus | None:
     finally:
         ray.shutdown()
     return ClusterStatus(state, found)
-
-
-# --- fake: processes on this machine ----------------------------------------------------
-def _fake_up(c: ClusterCompute, config: Path) -> ClusterState:
-    if _answers(f"{launcher_config.FAKE_HEAD_IP}:{c.head_port}"):
-        raise ComputeError(
-            f"compute.head_port={c.head_port}: something listens there already; "
-            "pick another port for the fake cluster's head"
-        )
-    client, dashboard, agent = _free_ports(3)
-    marker = f"{c.cluster_name}/{uuid.uuid4().hex[:12]}"
-    env = {
-        **os.environ,
-        "RAY_FAKE_CLUSTER": "1",
-        "AUTOSCALER_UPDATE_INTERVAL_S": str(FAKE_UPDATE_INTERVAL_S),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # the token `ray start` enables, said outright: the jobs' drivers present it
-        "RAY_AUTH_MODE": "token",
-        # a head on 127.0.0.2, not swapped for this machine's outward address
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
-        MARKER: marker,
-    }
-    folder = cluster_dir(c)
-    head_log = folder / "head.log"
-    # its own Ray temp folder: not /tmp/ray, whose ray_current_cluster file would send
-    # other drivers' address="auto" to this cluster; short, for Ray's socket paths
-    temp_dir = tempfile.mkdtemp(prefix="automl-ray-")
-    command = [
-        # this interpreter's Ray, so the nodes' workers import the same runner
-        sys.executable,
-        "-m",
-        "ray.scripts.scripts",
-        "start",
-        "--head",
-        "--block",
-        f"--node-ip-address={launcher_config.FAKE_HEAD_IP}",
-        f"--port={c.head_port}",
-        "--num-cpus=0",
-        f"--ray-client-server-port={client}",
-        "--include-dashboard=true",
-        f"--dashboard-host={launcher_config.FAKE_HEAD_IP}",
-        f"--dashboard-port={dashboard}",
-        f"--dashboard-agent-listen-port={agent}",
-        f"--autoscaling-config={config}",
-        f"--temp-dir={temp_dir}",
-    ]
-    with open(head_log, "ab") as out:
-        proc = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=folder,
-            # its own session: a Ctrl-C of the command that started it does not reach it
-            start_new_session=True,
-        )
-    address = f"{launcher_config.FAKE_HEAD_IP}:{c.head_port}"
-    deadline = time.monotonic() + c.timeout_minutes * 60
-    while not _answers(address):
-        if proc.poll() is not None or time.monotonic() >= deadline:
-            _stop_processes(marker, proc.pid)
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            tail = head_log.read_text(errors="replace").strip().splitlines()[-1:]
-            raise ComputeError(
-                f"compute.provider=fake: the head did not come up ({' '.join(tail) or 'no output'}); "
-                f"see {head_log}"
-            )
-        time.sleep(0.5)
-    return ClusterState(
-        name=c.cluster_name,
-        provider="fake",
-        address=address,
-        dashboard=f"http://{launcher_config.FAKE_HEAD_IP}:{dashboard}",
-        config_path=str(config),
-        started=time.time(),
-        marker=marker,
-        temp_dir=temp_dir,
-        session=proc.pid,
-    )
-
-
-def cluster_processes(marker: str | None, session: int | None) -> list[Any]:
-    """The processes of a fake cluster: those that carry MARKER=`marker` or are in the
-    head's `session`."""
-    import psutil
-
-    if not marker and not session:
-        return []
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        with contextlib.suppress(psutil.Error, OSError):
-            if (session and os.getsid(proc.pid) == session) or (
-                marker and proc.environ().get(MARKER) == marker
-            ):
-                found.append(proc)
-    return found
-
-
-def _stop_processes(marker: str | None, session: int | None = None) -> None:
-    """SIGTERM every process of the fake cluster, SIGKILL what is left after the grace."""
-    import psutil
-
-    procs = cluster_processes(marker, session)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=STOP_GRACE_S)
-    # a worker forked while the others stopped
-    for proc in cluster_processes(marker, session):
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
 
 
 # --- clouds: Ray's cluster launcher --------------------------------------------------------
@@ -393,21 +304,3 @@ def _kubernetes_up(c: ClusterCompute, manifest: Path) -> ClusterState:
         config_path=str(manifest),
         started=time.time(),
     )
-
-
-# --- helpers --------------------------------------------------------------------------------
-def _answers(address: str) -> bool:
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
-def _free_ports(n: int) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind((launcher_config.FAKE_HEAD_IP, 0))
-        return [int(s.getsockname()[1]) for s in socks]

@@ -20,7 +20,7 @@ from ..config.compose import compose
 from ..config.schema import ClusterCompute, RayCompute, RunnerConfig
 from ..config.settings import describe, experiment_name, settings
 from ..config.validate import validate
-from ..engine import jobs, provision
+from ..engine import fake_cluster, jobs, provision
 from ..errors import ComputeError, ConfigError, UserError, first_line
 from ..tracking import control, resume, schema
 from ..tracking.connection import NoStore, client_for, default_tracking_uri, existing_client
@@ -213,7 +213,7 @@ def _remote_overrides(cfg: RunnerConfig) -> list[str]:
 def _cluster_jobs_address(c: ClusterCompute) -> str:
     """The Jobs API of a compute=cluster cluster that is up (automl-ctl cluster up)."""
     if c.provider == "fake":
-        provision.use_fake_cluster_token()
+        fake_cluster.use_token()
     state = provision.read_state(c)
     if state is None or not state.dashboard:
         raise ConfigError(

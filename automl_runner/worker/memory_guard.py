@@ -148,7 +148,9 @@ class MemoryGuard:
             if self.tripped_at is None:
                 self.tripped_at = used
                 if self.on_trip is not None:
-                    self.on_trip(self.reason())
+                    # a note that cannot be written must not stop the guard itself
+                    with contextlib.suppress(Exception):
+                        self.on_trip(self.reason())
             if over_since is None:
                 over_since = now
                 self._lower_limit()

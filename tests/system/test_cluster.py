@@ -146,7 +146,7 @@ def _processes(state: dict) -> list[psutil.Process]:
     """The cluster's processes: as tear-down finds them (marker or session), and, found
     another way, every process whose command line names the cluster's Ray temp folder
     (the head's and the nodes' GCS, raylets, agents)."""
-    from automl_runner.engine.provision import cluster_processes
+    from automl_runner.engine.fake_cluster import cluster_processes
 
     found = {p.pid: p for p in cluster_processes(state["marker"], state["session"])}
     for proc in psutil.process_iter(["cmdline"]):
