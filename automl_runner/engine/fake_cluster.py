@@ -113,16 +113,21 @@ def start_head(c: ClusterCompute, config: Path, folder: Path) -> FakeHead:
         )
     address = f"{launcher_config.FAKE_HEAD_IP}:{c.head_port}"
     deadline = time.monotonic() + c.timeout_minutes * 60
-    while not answers(address):
-        if proc.poll() is not None or time.monotonic() >= deadline:
-            stop(marker, proc.pid)
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            tail = head_log.read_text(errors="replace").strip().splitlines()[-1:]
-            raise ComputeError(
-                f"compute.provider=fake: the head did not come up ({' '.join(tail) or 'no output'}); "
-                f"see {head_log}"
-            )
-        time.sleep(0.5)
+    try:
+        while not answers(address):
+            if proc.poll() is not None or time.monotonic() >= deadline:
+                tail = head_log.read_text(errors="replace").strip().splitlines()[-1:]
+                raise ComputeError(
+                    "compute.provider=fake: the head did not come up "
+                    f"({' '.join(tail) or 'no output'}); see {head_log}"
+                )
+            time.sleep(0.5)
+    except BaseException:
+        # no state is written for a head that did not come up (or a Ctrl-C meanwhile):
+        # nothing could tear it down later
+        stop(marker, proc.pid)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     return FakeHead(
         address, f"http://{launcher_config.FAKE_HEAD_IP}:{dashboard}", marker, temp_dir, proc.pid
     )

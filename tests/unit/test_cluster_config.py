@@ -256,3 +256,40 @@ def test_bad_cluster_values_are_one_line_naming_the_key(overrides, message):
         validate(cfg)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_a_fake_head_port_in_use_is_one_line_and_starts_nothing(tmp_path):
+    import socket
+
+    from automl_runner.engine import provision
+    from automl_runner.errors import ComputeError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        c = cluster([f"compute.head_port={port}", f"compute.state_dir={tmp_path}"])
+        with pytest.raises(ComputeError, match=f"compute.head_port={port}: something listens"):
+            provision.up(c)
+    assert not (tmp_path / "automl-cluster" / "state.json").exists()
+
+
+def test_automl_ctl_cluster_on_a_cluster_that_is_not_up_or_not_a_cluster(tmp_path, capsys):
+    from automl_runner.entry import ctl
+
+    with pytest.raises(SystemExit) as exit_:
+        ctl.main(["cluster", "status", "compute=cluster", f"compute.state_dir={tmp_path}"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().out.startswith("cluster automl-cluster: not up (automl-ctl")
+    with pytest.raises(SystemExit) as exit_:
+        ctl.main(["cluster", "down", "compute=cluster", f"compute.state_dir={tmp_path}"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == "cluster automl-cluster: was not up\n"
+    with pytest.raises(SystemExit) as exit_:
+        ctl.main(["cluster", "up", "compute=local"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "automl-ctl: error: compute=local: automl-ctl cluster needs compute=cluster and its keys\n"
+    )
