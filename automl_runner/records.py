@@ -16,6 +16,8 @@ import numpy as np
 
 # what an iteration ended as
 COMPLETED, FAILED, TIMEOUT, CANCELLED = "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"
+# stopped past its memory limit (compute.memory_mb_per_iteration): finished, failed, not rerun
+MEMOUT = "MEMOUT"
 # a voting ensemble whose selection kept one member alone: not built, never recorded
 SKIPPED = "SKIPPED"
 
@@ -198,5 +200,6 @@ def counts(results: list[IterationResult]) -> dict[str, int]:
         "failed": sum(r.status == FAILED for r in search),
         "timed_out": sum(r.status == TIMEOUT for r in search),
         "cancelled": sum(r.status == CANCELLED for r in search),
+        "memout": sum(r.status == MEMOUT for r in search),
         "ensembles": len(results) - len(search),
     }

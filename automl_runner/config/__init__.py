@@ -8,6 +8,7 @@ Importing this package imports only the schemas (no Hydra, no OmegaConf).
 from .schema import (
     AutoMLConfig,
     BuiltinData,
+    ClusterCompute,
     ComponentSpec,
     ComputeConfig,
     DataConfig,
@@ -25,6 +26,7 @@ from .schema import (
 __all__ = [
     "AutoMLConfig",
     "BuiltinData",
+    "ClusterCompute",
     "ComponentSpec",
     "ComputeConfig",
     "DataConfig",

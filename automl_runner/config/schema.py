@@ -25,7 +25,10 @@ class _Compute:
     kind: str = MISSING
     # CPUs each iteration reserves (estimators run single-threaded inside)
     cpus_per_iteration: float = 1.0
-    # memory each iteration reserves, in MB; null = no reservation
+    # memory each iteration (and the refit, the explanation) may use, in MB: Ray reserves
+    # it, and past it the iteration is stopped and recorded MEMOUT (worker.memory_guard);
+    # null = no reservation, and a limit derived from the node's memory and how many
+    # iterations it runs at once
     memory_mb_per_iteration: int | None = None
     # times an iteration is rerun (elsewhere) when its node or worker process dies, and
     # as many when Ray's memory monitor kills it (Ray's task_oom_retries, engine.compute)
@@ -54,6 +57,48 @@ class RayCompute(_Compute):
     timeout_minutes: float = 20.0
     # this machine's IP as the cluster knows it (Ray's _node_ip_address); null = Ray's guess
     node_ip_address: str | None = None
+
+
+# the providers compute=cluster provisions on; fake is Ray's fake multi-node provider:
+# nodes are processes on this machine (tests, trying a config out)
+PROVIDERS = ("aws", "gcp", "azure", "kubernetes", "fake")
+PRIORITIES = ("dedicated", "spot")
+
+
+@dataclass
+class ClusterCompute(_Compute):
+    kind: str = "cluster"
+    # the cluster's name in Ray's launcher and the cloud; checked against Azure's rules
+    cluster_name: str = "automl-cluster"
+    # where it runs: aws, gcp, azure, kubernetes, or fake (processes on this machine)
+    provider: str = "fake"
+    # the worker nodes' machine type (EC2 instance type, GCE machine type, Azure VM size;
+    # the pod's resources on kubernetes); null = the provider's default in the launcher config
+    node_type: str | None = None
+    # CPUs of one worker node, as Ray schedules them
+    cpus_per_node: int = 4
+    # worker nodes kept up at all times, and at most this many while iterations wait
+    min_nodes: int = 0
+    max_nodes: int = 6
+    # a worker node idle this long goes back to the provider
+    idle_timeout_minutes: float = 5.0
+    # dedicated, or spot (AWS spot, GCP preemptible, Azure low priority): cheaper, may vanish
+    priority: str = "dedicated"
+    # the region (AWS, Azure) or zone's region (GCP); null = the provider's default
+    region: str | None = None
+    # the GCP project (provider=gcp) or Azure resource group (provider=azure)
+    project: str | None = None
+    # leave the cluster up after the experiment (automl-ctl cluster down ends it)
+    keep: bool = False
+    # how long to wait for the head and min_nodes, in minutes
+    timeout_minutes: float = 20.0
+    # the head's port (GCS); fake nodes are told it, so several clusters may share a machine
+    head_port: int = 6379
+    # the head of a cluster that is up already (HOST:PORT, ray://HOST:10001 or "auto" on
+    # the head itself); null = the one this name's state records, else brought up here
+    address: str | None = None
+    # where the rendered launcher configs and each cluster's state are kept
+    state_dir: str = "~/.automl-runner/clusters"
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -268,7 +313,7 @@ class ExplainConfig:
 
 @dataclass
 class RunnerConfig:
-    # where iterations run: local or ray
+    # where iterations run: local, ray or cluster
     compute: Any = MISSING
     # where the data comes from: a builtin set, script or file
     data: Any = MISSING
@@ -286,10 +331,11 @@ class RunnerConfig:
 SCHEMAS: dict[str, type] = {
     "compute/local": LocalCompute,
     "compute/ray": RayCompute,
+    "compute/cluster": ClusterCompute,
     "data/builtin": BuiltinData,
     "data/script": ScriptData,
     "data/file": FileData,
     "search_space": SearchSpaceConfig,
 }
-ComputeConfig = LocalCompute | RayCompute
+ComputeConfig = LocalCompute | RayCompute | ClusterCompute
 DataConfig = BuiltinData | ScriptData | FileData

@@ -10,8 +10,11 @@ from ..errors import ConfigError
 from ..metrics import METRICS
 from .schema import (
     EXPLAINERS,
+    PRIORITIES,
+    PROVIDERS,
     AutoMLConfig,
     BuiltinData,
+    ClusterCompute,
     ComputeConfig,
     DataConfig,
     ExplainConfig,
@@ -30,6 +33,8 @@ SEARCHES = ("tpe", "random")
 GUARDRAILS = ("warn", "strict", "off")
 PARAM_TYPES = ("int", "float", "categorical")
 # Azure's rule for compute names: fewer than 64 characters, none of these.
+# a Ray head: HOST:PORT, ray://HOST:PORT, or auto (the cluster this machine is part of)
+_ADDRESS = r"auto|(ray://)?[\w.\-]+:\d+"
 _CLUSTER_FORBIDDEN = set("`~!@#$%^&*()=+_[]{}\\|;:'\",<>/?")
 
 
@@ -69,12 +74,70 @@ def _check_compute(c: ComputeConfig) -> None:
             raise ConfigError("compute.num_cpus", c.num_cpus, "must be >= 1 or null (all)")
         return
     check_cluster_name(c.cluster_name)
-    if not re.fullmatch(r"auto|(ray://)?[\w.\-]+:\d+", c.address):
+    if isinstance(c, ClusterCompute):
+        _check_cluster(c)
+        return
+    if not re.fullmatch(_ADDRESS, c.address):
         raise ConfigError("compute.address", c.address, "expected HOST:PORT of the Ray head")
     if c.min_nodes < 1:
         raise ConfigError("compute.min_nodes", c.min_nodes, "must be >= 1")
     if c.timeout_minutes <= 0:
         raise ConfigError("compute.timeout_minutes", c.timeout_minutes, "must be > 0")
+
+
+def _check_cluster(c: ClusterCompute) -> None:
+    if c.provider not in PROVIDERS:
+        raise ConfigError("compute.provider", c.provider, f"allowed: {', '.join(PROVIDERS)}")
+    if c.priority not in PRIORITIES:
+        raise ConfigError("compute.priority", c.priority, f"allowed: {', '.join(PRIORITIES)}")
+    if c.cpus_per_node < 1:
+        raise ConfigError("compute.cpus_per_node", c.cpus_per_node, "must be >= 1")
+    if c.cpus_per_iteration > c.cpus_per_node:
+        raise ConfigError(
+            "compute.cpus_per_iteration",
+            c.cpus_per_iteration,
+            f"must be <= compute.cpus_per_node ({c.cpus_per_node}): an iteration runs on one node",
+        )
+    if c.min_nodes < 0:
+        raise ConfigError("compute.min_nodes", c.min_nodes, "must be >= 0")
+    if c.max_nodes < max(1, c.min_nodes):
+        raise ConfigError(
+            "compute.max_nodes",
+            c.max_nodes,
+            f"must be >= 1 and >= compute.min_nodes ({c.min_nodes})",
+        )
+    if c.idle_timeout_minutes <= 0:
+        raise ConfigError("compute.idle_timeout_minutes", c.idle_timeout_minutes, "must be > 0")
+    if c.timeout_minutes <= 0:
+        raise ConfigError("compute.timeout_minutes", c.timeout_minutes, "must be > 0")
+    if not 1 <= c.head_port <= 65535:
+        raise ConfigError("compute.head_port", c.head_port, "must be a port from 1 to 65535")
+    if c.address is not None and not re.fullmatch(_ADDRESS, c.address):
+        raise ConfigError(
+            "compute.address", c.address, "expected HOST:PORT of the Ray head, or null"
+        )
+    if c.provider == "gcp" and not c.project:
+        raise ConfigError("compute.project", c.project, "provider=gcp needs the GCP project id")
+    if c.provider == "azure" and not c.project:
+        raise ConfigError(
+            "compute.project", c.project, "provider=azure needs the Azure resource group"
+        )
+    if c.provider == "kubernetes" and not re.fullmatch(
+        r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", c.cluster_name
+    ):
+        raise ConfigError(
+            "compute.cluster_name",
+            c.cluster_name,
+            "provider=kubernetes names the RayCluster with it: lowercase letters, digits and -",
+        )
+    if c.provider in ("fake", "kubernetes") and c.priority == "spot":
+        # kubernetes: spot capacity is the node pool's setting, not the pods'
+        raise ConfigError(
+            "compute.priority",
+            c.priority,
+            f"provider={c.provider} takes dedicated only; spot is for aws, gcp and azure",
+        )
+        raise ConfigError("compute.priority", c.priority, "provider=fake has dedicated nodes only")
 
 
 def _check_data(d: DataConfig, task: str) -> None:

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.schema import ComputeConfig, LocalCompute
+from ..config.schema import ClusterCompute, ComputeConfig, LocalCompute, RayCompute
 from ..errors import ComputeError, Terminated, first_line
+from . import fake_cluster, nodes, provision
+from .launcher_config import FAKE_HEAD_IP
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,51 @@ def keep_local_ray_on_loopback() -> None:
 
 @contextmanager
 def connect(compute: ComputeConfig) -> Iterator[Cluster]:
-    """Start or join Ray; shut down on exit only what was started here."""
+    """Start or join Ray; shut down on exit only what was started here.
+
+    compute=cluster brings its cluster up first (or finds it up), says on the console
+    when nodes join and leave, and tears it down on exit if it was brought up here and
+    compute.keep is false.
+    """
+    if not isinstance(compute, ClusterCompute):
+        with _joined(compute, None) as cluster:
+            yield cluster
+        return
+    if compute.provider == "fake":
+        fake_cluster.use_token()
+    if compute.address:
+        state, ours = None, False
+    else:
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            # it would run on that instance, not on the cluster it brought up
+            raise ComputeError(
+                "compute=cluster: this process is connected to a Ray instance already (a "
+                "sweep's hydra/launcher=ray, or ray.init in a notebook); ray.shutdown() first, "
+                "or bring the cluster up with `automl-ctl cluster up` and sweep with the "
+                "basic launcher"
+            )
+        state, ours = provision.up(compute)
+    address = compute.address or (state.address if state else "auto")
+    try:
+        with _joined(compute, address) as cluster, nodes.watched(compute.cluster_name):
+            yield cluster
+    finally:
+        if ours and not compute.keep:
+            provision.down_quietly(compute)
+        elif ours:
+            log.info(
+                "cluster %s stays up (compute.keep=true); end it with: automl-ctl cluster down "
+                "compute=cluster compute.provider=%s compute.cluster_name=%s",
+                compute.cluster_name,
+                compute.provider,
+                compute.cluster_name,
+            )
+
+
+@contextmanager
+def _joined(compute: ComputeConfig, address: str | None) -> Iterator[Cluster]:
+    """Start a local Ray or join the cluster at `address` (compute.address for
+    compute=ray); shut down on exit only what was started here."""
     if isinstance(compute, LocalCompute):
         keep_local_ray_on_loopback()
     import ray
@@ -119,24 +165,39 @@ def connect(compute: ComputeConfig) -> Iterator[Cluster]:
             with _sigterm_handler_kept():
                 ray.init(address="local", num_cpus=compute.num_cpus, **common)
         else:
-            _probe(compute.address)
-            if compute.node_ip_address:
-                common["_node_ip_address"] = compute.node_ip_address
+            address = address or getattr(compute, "address", None) or "auto"
+            _probe(address)
+            settings = _owner_settings(compute)
+            node_ip = getattr(compute, "node_ip_address", None)
+            if isinstance(compute, ClusterCompute) and compute.provider == "fake":
+                # the fake head runs on loopback (fake_cluster.use_token: its token)
+                node_ip = FAKE_HEAD_IP
+            if node_ip:
+                common["_node_ip_address"] = node_ip
             try:
-                with _owner_environment(_owner_settings(compute)), _sigterm_handler_kept():
-                    ray.init(address=compute.address, **common)
+                with _owner_environment(settings), _sigterm_handler_kept():
+                    ray.init(address=address, **common)
             except Exception as ex:
-                raise ComputeError(_join_failure(compute.address, ex)) from ex
+                raise ComputeError(_join_failure(address, ex)) from ex
         started = True
     try:
-        if not isinstance(compute, LocalCompute):
-            _wait_for_nodes(compute.min_nodes, compute.timeout_minutes)
-        nodes = _alive_nodes()
-        cluster = Cluster(
-            address=ray.get_runtime_context().gcs_address,
-            nodes=len(nodes),
-            cpus=float(ray.cluster_resources().get("CPU", 0.0)),
-        )
+        if isinstance(compute, ClusterCompute):
+            nodes.wait_for_workers(compute)
+            cluster = Cluster(
+                address=_gcs_address(ray),
+                nodes=len(nodes.worker_nodes()),
+                # what the autoscaler may grow it to: iterations that do not fit yet wait
+                # for the nodes they ask for
+                cpus=float(compute.max_nodes * compute.cpus_per_node),
+            )
+        else:
+            if not isinstance(compute, LocalCompute):
+                _wait_for_nodes(compute.min_nodes, compute.timeout_minutes)
+            cluster = Cluster(
+                address=_gcs_address(ray),
+                nodes=len(_alive_nodes()),
+                cpus=float(ray.cluster_resources().get("CPU", 0.0)),
+            )
         if cluster.cpus < compute.cpus_per_iteration:
             raise ComputeError(
                 f"compute.cpus_per_iteration={compute.cpus_per_iteration}: the cluster has only "
@@ -179,6 +240,13 @@ def _shutdown(ray: Any) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+def _gcs_address(ray: Any) -> str:
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # a Ray Client connection (ray://) has no GCS address of its own
+        return ""
+
+
 def _wait_for_nodes(min_nodes: int, timeout_minutes: float) -> None:
     deadline = time.monotonic() + timeout_minutes * 60
     while True:
@@ -199,7 +267,7 @@ def probe(compute: ComputeConfig) -> None:
     """compute=ray: fail in seconds, not after Ray's minute of retries, when nothing listens
     at compute.address. The setup asks before it opens the MLflow store (a run that cannot
     start leaves no store behind); connect() asks again for its other callers."""
-    if not isinstance(compute, LocalCompute):
+    if isinstance(compute, RayCompute):
         _probe(compute.address)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from ..records import (
     CANCELLED,
     FAILED,
+    MEMOUT,
     TIMEOUT,
     Candidate,
     IterationResult,
@@ -24,32 +26,47 @@ from ..worker.blending import Selection
 from ..worker.ensemble import build_ensemble, ensemble_candidate, run_ensemble
 from ..worker.explain_task import explain_best
 from ..worker.iteration import refit, run_iteration
+from ..worker.memory_guard import MemoryLimitExceeded
+from .memory_limit import Limit, MemoryOut, call_limited, forget, noted, run_limited
+from .nodes import short_id
 from .task_errors import ended_by_ray
 
 
-def ray_map(fn: Callable[..., Any], calls: list[dict[str, Any]], num_cpus: float) -> list[Any]:
-    """`fn(**kwargs)` for each call as parallel Ray tasks, results in call order: an
-    ensemble's members explained side by side from inside the explanation's own task
-    (which gives its CPU back while it waits for them)."""
+def ray_map(
+    fn: Callable[..., Any],
+    calls: list[dict[str, Any]],
+    num_cpus: float,
+    limit: Limit,
+    label: str,
+) -> list[Any]:
+    """`fn(**kwargs)` for each call as parallel Ray tasks under the memory limit, results
+    in call order: an ensemble's members explained side by side from inside the
+    explanation's own task (which gives its CPU back while it waits for them)."""
     import ray
 
-    task = ray.remote(fn).options(num_cpus=num_cpus, max_retries=0)
-    return list(ray.get([task.remote(**kwargs) for kwargs in calls]))
+    task = ray.remote(call_limited).options(num_cpus=num_cpus, max_retries=0)
+    refs = [
+        task.remote(limit, f"{label} member {i}", "the explanation", functools.partial(fn, **kw))
+        for i, kw in enumerate(calls)
+    ]
+    return list(ray.get(refs))
 
 
 def node_name() -> str:
     """host/Ray node id of the worker running this (several nodes may share a host)."""
     import ray
 
-    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+    return f"{socket.gethostname()}/{short_id(ray.get_runtime_context().get_node_id())}"
 
 
-def _stamped(run: Callable[..., IterationResult], *args: Any) -> IterationResult:
-    """`run(*args)` inside a Ray task (an iteration, an ensemble), its result stamped with
-    the node that ran it."""
-    result = run(*args)
+def _stamped(
+    limit: Limit, label: str, run: Callable[..., IterationResult], *args: Any
+) -> IterationResult | MemoryOut:
+    """`run(*args)` inside a Ray task (an iteration, an ensemble) under the memory limit,
+    its result (or MemoryOut) stamped with the node that ran it."""
+    result = run_limited(limit, label, run, *args)
     result.node = node_name()
-    return result
+    return result  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -59,6 +76,11 @@ class _InFlight:
     started: float
     # how often Ray reruns it when its worker, its node or the memory monitor kills it
     max_retries: int = 0
+
+    @property
+    def label(self) -> str:
+        """Its name in Ray (and in the memory limit's notes)."""
+        return f"iteration {self.iteration}"
 
 
 class RayExecutor:
@@ -86,9 +108,10 @@ class RayExecutor:
         options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": max_retries}
         if memory_mb:
             options["memory"] = memory_mb * 1024 * 1024
+        # every task runs under compute.memory_mb_per_iteration (engine.memory_limit)
+        self._limit = Limit.for_run(memory_mb, num_cpus)
         self._task, self._task_options = ray.remote(_stamped), options
-        self._refit = ray.remote(refit).options(num_cpus=num_cpus, max_retries=0)
-        self._explain = ray.remote(explain_best).options(num_cpus=num_cpus, max_retries=0)
+        self._call = ray.remote(call_limited).options(num_cpus=num_cpus, max_retries=0)
         self._num_cpus = num_cpus
         self._ensemble = ray.remote(_stamped).options(num_cpus=num_cpus, max_retries=0)
         # (the member list, its object-store copy): both ensembles read one copy
@@ -112,9 +135,12 @@ class RayExecutor:
     def submit(self, iteration: int, candidate: Candidate) -> None:
         # named, so Ray's own reports (the memory monitor's, `ray list tasks`, the
         # dashboard) say which iteration a task is
-        task = self._task.options(name=f"iteration {iteration}", **self._task_options)
-        ref = task.remote(run_iteration, iteration, candidate, self.data_ref)
-        self._running[ref] = _InFlight(iteration, candidate, time.monotonic(), self._max_retries)
+        flight = _InFlight(iteration, candidate, time.monotonic(), self._max_retries)
+        task = self._task.options(name=flight.label, **self._task_options)
+        ref = task.remote(
+            self._limit, flight.label, run_iteration, iteration, candidate, self.data_ref
+        )
+        self._running[ref] = flight
 
     def submit_ensemble(
         self,
@@ -127,11 +153,19 @@ class RayExecutor:
         """Build one ensemble in a task, like an iteration (timeout, cancel, failure)."""
         if self._members is None or self._members[0] is not members:
             self._members = (members, self._ray.put(members))
+        flight = _InFlight(iteration, ensemble_candidate(kind, members), time.monotonic())
         ref = self._ensemble.remote(
-            run_ensemble, kind, self._members[1], self.data_ref, metric, selection, iteration
+            self._limit,
+            flight.label,
+            run_ensemble,
+            kind,
+            self._members[1],
+            self.data_ref,
+            metric,
+            selection,
+            iteration,
         )
-        placeholder = ensemble_candidate(kind, members)
-        self._running[ref] = _InFlight(iteration, placeholder, time.monotonic())
+        self._running[ref] = flight
 
     def next_done(self, deadline: float | None = None) -> IterationResult | None:
         """The next finished or timed-out iteration; None if `deadline` (monotonic) passes."""
@@ -169,29 +203,72 @@ class RayExecutor:
         return [self._kill(ref, CANCELLED, reason) for ref in list(self._running)]
 
     def refit(self, candidate: Candidate) -> Any:
-        if candidate.members:  # an ensemble: its members refit in parallel, then assembled
-            refs = [self._refit.remote(m, self.data_ref) for m in candidate.members]
-            return build_ensemble(candidate, self._ray.get(refs), self.shared_data())
-        return self._ray.get(self._refit.remote(candidate, self.data_ref))
+        """The candidate refit on all rows in a task (an ensemble: its members in
+        parallel, then assembled); ComputeError past the memory limit."""
+        members = candidate.members or (candidate,)
+        labels = [f"refit {uuid.uuid4().hex[:8]}" for _ in members]
+        refs = [
+            self._call.remote(self._limit, label, "the refit", refit, m, self.data_ref)
+            for label, m in zip(labels, members, strict=True)
+        ]
+        models = [self._get_limited(ref, label) for ref, label in zip(refs, labels, strict=True)]
+        if candidate.members:
+            return build_ensemble(candidate, models, self.shared_data())
+        return models[0]
 
     def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
-        """Explain the best model in a task; TimeoutError (task killed) past `timeout_s`."""
-        mapper = functools.partial(ray_map, num_cpus=self._num_cpus)
-        ref = self._explain.remote(model, self.data_ref, settings, mapper)
+        """Explain the best model in a task (an ensemble's members in tasks of their own,
+        under the same limit); TimeoutError (task killed) past `timeout_s`, ComputeError
+        past the memory limit."""
+        label = f"explanation {uuid.uuid4().hex[:8]}"
+        mapper = functools.partial(ray_map, num_cpus=self._num_cpus, limit=self._limit, label=label)
+        ref = self._call.remote(
+            self._limit,
+            label,
+            "the explanation",
+            explain_best,
+            model,
+            self.data_ref,
+            settings,
+            mapper,
+        )
         ready, _ = self._ray.wait([ref], timeout=timeout_s)
         if not ready:
             self._ray.cancel(ref, force=True)
             raise TimeoutError(
                 f"explanation ran past explain.timeout_minutes ({timeout_s / 60:g} min)"
             )
-        return self._ray.get(ref)
+        return self._get_limited(ref, label)  # type: ignore[no-any-return]
+
+    def _get_limited(self, ref: Any, label: str) -> Any:
+        """ray.get of a refit or explanation task; its memory limit passed: one line."""
+        from ray.exceptions import RayTaskError
+
+        from ..errors import ComputeError
+
+        try:
+            return self._ray.get(ref)
+        except RayTaskError as ex:
+            if isinstance(ex.cause, MemoryLimitExceeded):
+                raise ComputeError(str(ex.cause)) from None
+            raise
+        except Exception as ex:  # its process killed itself past the limit, or Ray did
+            why = noted(self._limit, label)
+            if why:
+                raise ComputeError(why) from ex
+            raise
+        finally:
+            forget(self._limit, label)
 
     def _collect(self, ref: Any) -> IterationResult:
         f = self._running.pop(ref)
         try:
-            result: IterationResult = self._ray.get(ref)
-            return result
+            result: IterationResult | MemoryOut = self._ray.get(ref)
         except Exception as ex:  # Ray ended it (memory, node lost): the experiment goes on
+            memout = noted(self._limit, f.label)
+            if memout:  # its process ended itself past the limit, and Ray did not rerun it
+                forget(self._limit, f.label)
+                return self._memout(f, MemoryOut(memout, f"{memout}\n\n{type(ex).__name__}: {ex}"))
             why = ended_by_ray(ex, f.max_retries)
             return IterationResult(
                 f.iteration,
@@ -201,6 +278,15 @@ class RayExecutor:
                 error=why,
                 log=f"{why}\n\n{type(ex).__name__}: {ex}",
             )
+        if isinstance(result, MemoryOut):
+            forget(self._limit, f.label)
+            return self._memout(f, result)
+        return result
+
+    def _memout(self, f: _InFlight, out: MemoryOut) -> IterationResult:
+        result = ended(f.iteration, f.candidate, MEMOUT, out.reason, time.monotonic() - f.started)
+        result.log, result.node = out.log or out.reason, out.node
+        return result
 
     def _kill(self, ref: Any, status: str, reason: str) -> IterationResult:
         f = self._running.pop(ref)

@@ -7,6 +7,7 @@
     automl-ctl wait RUN_ID
     automl-ctl logs RUN_ID
     automl-ctl replay JOURNAL_DIR                                  # after a tracking outage
+    automl-ctl cluster up|status|down compute=cluster OVERRIDE...  # a cluster that outlives runs
 
 Everything but `submit` and `logs` needs only the MLflow store (``--tracking-uri``,
 default MLFLOW_TRACKING_URI or ./outputs/mlflow). Resuming is the ordinary command (or a
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument("journal", help="the journal folder the run named (…/tracking-journal)")
     q.add_argument("--tracking-uri", help="the MLflow store (default: the one the run used)")
+    q = sub.add_parser(
+        "cluster",
+        help="bring a compute=cluster cluster up (it stays up), show it, or tear it down",
+    )
+    q.add_argument("action", choices=("up", "status", "down"))
+    q.add_argument(
+        "overrides", nargs="*", help="compute=cluster and its keys, as automl-runner takes them"
+    )
     return parser
 
 
@@ -96,6 +105,10 @@ def _run(args: argparse.Namespace) -> int:
         written, uri = replay_journal(Path(args.journal), args.tracking_uri)
         print(f"replayed {written} journaled write(s) into {uri}")
         return 0
+    if args.command == "cluster":
+        from .clusters import cluster_command
+
+        return cluster_command(args.action, args.overrides)
     if args.command == "submit":
         handle = submit(args.overrides, address=args.address)
         uri = handle.tracking_uri

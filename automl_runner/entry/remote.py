@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config.compose import compose
-from ..config.schema import RayCompute, RunnerConfig
+from ..config.schema import ClusterCompute, RayCompute, RunnerConfig
 from ..config.settings import describe, experiment_name, settings
 from ..config.validate import validate
-from ..engine import jobs
+from ..engine import fake_cluster, jobs, provision
 from ..errors import ComputeError, ConfigError, UserError, first_line
 from ..tracking import control, resume, schema
 from ..tracking.connection import NoStore, client_for, default_tracking_uri, existing_client
@@ -203,11 +203,32 @@ def _remote_overrides(cfg: RunnerConfig) -> list[str]:
         extra.append(f"data.path={Path(path).expanduser().resolve()}")
     if cfg.compute.kind == "local":
         extra += ["compute=ray", "compute.address=auto"]
+    if isinstance(cfg.compute, ClusterCompute) and not cfg.compute.address:
+        # the job's driver runs on the cluster's head: it joins that cluster, and leaves
+        # it up; its state folder is this machine's
+        extra.append("compute.address=auto")
     return extra
+
+
+def _cluster_jobs_address(c: ClusterCompute) -> str:
+    """The Jobs API of a compute=cluster cluster that is up (automl-ctl cluster up)."""
+    if c.provider == "fake":
+        fake_cluster.use_token()
+    state = provision.read_state(c)
+    if state is None or not state.dashboard:
+        raise ConfigError(
+            "compute.cluster_name",
+            c.cluster_name,
+            "that cluster is not up; bring it up first with `automl-ctl cluster up "
+            f"compute=cluster compute.provider={c.provider} compute.cluster_name={c.cluster_name}`",
+        )
+    return state.dashboard
 
 
 def _jobs_address(cfg: RunnerConfig, address: str | None) -> str:
     address = address or os.environ.get("RAY_API_SERVER_ADDRESS")
+    if not address and isinstance(cfg.compute, ClusterCompute):
+        return _cluster_jobs_address(cfg.compute)
     if not address and isinstance(cfg.compute, RayCompute) and cfg.compute.address != "auto":
         host = cfg.compute.address.removeprefix("ray://").rpartition(":")[0]
         address = f"http://{host}:{DASHBOARD_PORT}"

@@ -13,7 +13,7 @@ from typing import Any
 from .. import console
 from ..errors import UserError
 from ..metrics import best_first, better
-from ..records import FAILED, IterationResult, counts
+from ..records import FAILED, MEMOUT, IterationResult, counts
 from ..tracking.connection import client_for
 from ..tracking.resume import Previous
 from ..tracking.store import Tracker
@@ -101,6 +101,8 @@ class Record:
             log.debug("iteration %d failed:\n%s", r.iteration, r.error)
             if _ended_by_ray(r):
                 console.reason(r.error or "")
+        elif r.status == MEMOUT:
+            console.reason(r.error or "")
 
     def _keep(self, r: IterationResult) -> None:
         score = r.mean(self.metric)

@@ -72,7 +72,7 @@ PREDICT_SECONDS_PER_1000 = "predict_seconds_per_1000_rows"
 MODEL_BYTES = "model_bytes"
 SEARCH_SECONDS = "search_seconds"  # metric: the search loop, first launch to last result
 # metrics iterations_<count>: search iterations by status, ensembles, and (live) running
-COUNTS = ("completed", "failed", "timed_out", "cancelled", "ensembles")
+COUNTS = ("completed", "failed", "timed_out", "cancelled", "memout", "ensembles")
 
 
 def count_metric(count: str) -> str:
@@ -139,7 +139,7 @@ IMPORTANCE_METRIC = "importance."  # metric prefix: + column, its mean |SHAP val
 
 # --- a child run: one iteration -------------------------------------------------------------
 ITERATION = "automl.iteration"  # its number
-STATUS = "automl.status"  # COMPLETED, FAILED, TIMEOUT or CANCELLED
+STATUS = "automl.status"  # COMPLETED, FAILED, TIMEOUT, CANCELLED or MEMOUT
 PIPELINE = "automl.pipeline"  # as the console shows it
 NODE = "automl.node"  # host/Ray node id that ran it
 ORIGIN = "automl.origin"  # portfolio, tpe, random or ensemble

@@ -36,6 +36,8 @@ class ExperimentStatus:
     failed: int = 0
     timed_out: int = 0
     cancelled: int = 0
+    # stopped past their memory limit (compute.memory_mb_per_iteration)
+    memout: int = 0
     # ensemble iterations (after the search; not counted in `iterations`)
     ensembles: int = 0
     # (iteration, pipeline, seconds it has been running)
@@ -56,7 +58,7 @@ class ExperimentStatus:
 
     @property
     def done(self) -> int:
-        return self.completed + self.failed + self.timed_out + self.cancelled
+        return self.completed + self.failed + self.timed_out + self.cancelled + self.memout
 
     @property
     def active(self) -> bool:
@@ -81,7 +83,9 @@ class ExperimentStatus:
             (
                 "iterations",
                 f"{self.done}{of} done: {self.completed} completed, {self.failed} failed, "
-                f"{self.timed_out} timed out, {self.cancelled} cancelled; {len(self.running)} running"
+                f"{self.timed_out} timed out, {self.cancelled} cancelled"
+                + (f", {self.memout} out of memory" if self.memout else "")
+                + f"; {len(self.running)} running"
                 + (f"; {self.ensembles} ensemble(s)" if self.ensembles else ""),
             )
         )

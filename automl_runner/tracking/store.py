@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config.schema import TrackingConfig
 from ..config.settings import Described
-from ..records import CANCELLED, COMPLETED, FAILED, TIMEOUT, IterationResult
+from ..records import CANCELLED, COMPLETED, FAILED, MEMOUT, TIMEOUT, IterationResult
 from . import schema
 from .connection import driver_settings, file_lock, store_uri
 from .journal import JournaledClient
@@ -24,7 +24,13 @@ from .journal import JournaledClient
 log = logging.getLogger(__name__)
 
 # the MLflow run status of an iteration's child run
-RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", TIMEOUT: "KILLED", CANCELLED: "KILLED"}
+RUN_STATUS = {
+    COMPLETED: "FINISHED",
+    FAILED: "FAILED",
+    TIMEOUT: "KILLED",
+    CANCELLED: "KILLED",
+    MEMOUT: "FAILED",
+}
 # MLflow's limits on one log_batch call and on a param value
 _BATCH_PARAMS, _PARAM_CHARS, _TAG_CHARS = 100, 6000, 8000
 

@@ -192,3 +192,43 @@ class SlowToExplainClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class UnboundedClassifier(ClassifierMixin, BaseEstimator):
+    """Allocates `step_mb` more every `pause` seconds in fit, with no end of its own (a
+    safety stop at `safety_mb` keeps a broken memory limit from costing the machine);
+    with `trace` (a file) every step appends "<epoch seconds> <private bytes>", so a test
+    reads when the process passed its limit and when it was stopped. `stubborn`: it
+    swallows the MemoryError the memory limit raises and allocates on."""
+
+    def __init__(
+        self,
+        step_mb: int = 50,
+        pause: float = 0.02,
+        safety_mb: int = 6000,
+        trace: str | None = None,
+        stubborn: bool = False,
+    ) -> None:
+        self.step_mb, self.pause, self.safety_mb = step_mb, pause, safety_mb
+        self.trace, self.stubborn = trace, stubborn
+
+    def fit(self, X, y):
+        from automl_runner.worker.memory_guard import private_bytes
+
+        held: list = []
+        deadline = time.monotonic() + 120
+        while len(held) * self.step_mb < self.safety_mb and time.monotonic() < deadline:
+            try:
+                try:
+                    held.append(np.ones(self.step_mb * 1024 * 1024, dtype=np.uint8))
+                except MemoryError:
+                    if not self.stubborn:
+                        raise
+                if self.trace:
+                    with open(self.trace, "a") as f:
+                        f.write(f"{time.time()} {private_bytes()}\n")
+                time.sleep(self.pause)
+            except MemoryError:
+                if not self.stubborn:
+                    raise
+        raise RuntimeError(f"allocated {len(held) * self.step_mb} MB and was never stopped")

@@ -82,7 +82,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 BAD_INPUTS = [
-    (["compute=gpu"], "compute=gpu: no such option; allowed: local, ray"),
+    (["compute=gpu"], "compute=gpu: no such option; allowed: cluster, local, ray"),
     (["automl.iteratons=3"], "automl.iteratons: no such key; allowed keys: task, iterations,"),
     (
         ["automl.iterations=ten"],
@@ -138,6 +138,10 @@ BAD_INPUTS = [
     (
         ["compute=ray", "compute.address=127.0.0.1:1"],
         "compute.address=127.0.0.1:1: cannot join a Ray cluster there",
+    ),
+    (
+        ["compute=cluster", "compute.provider=ibm"],
+        "compute.provider=ibm: allowed: aws, gcp, azure, kubernetes, fake",
     ),
     (["foo=1"], "foo: no such key; allowed keys: compute, data, automl, search_space, tracking"),
     (["automl.guardrails=loud"], "automl.guardrails=loud: allowed: warn, strict, off"),

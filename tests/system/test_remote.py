@@ -65,7 +65,7 @@ def test_compute_ray_joins_an_existing_cluster_and_spreads_iterations_over_its_n
     assert parents[0].data.params["compute.cluster_name"] == "test-cluster"
     used = {c.data.tags["automl.node"].split("/")[1] for c in children}
     assert len(used) == 2
-    assert {u for u in used} == {n[:12] for n in node_ids}
+    assert {u for u in used} == {n[-12:] for n in node_ids}
 
 
 @pytest.mark.cluster
@@ -178,7 +178,7 @@ def test_losing_a_node_mid_run_reruns_its_iteration_on_the_surviving_node(two_no
     assert set(statuses.values()) == {"COMPLETED"}, statuses
     assert parents[0].data.metrics["iterations_completed"] == LOST_NODE_ITERATIONS
     # the lost iteration ran again, on the head, and its record says so
-    assert by_number[lost].data.tags["automl.node"].split("/")[1] == head[:12]
+    assert by_number[lost].data.tags["automl.node"].split("/")[1] == head[-12:]
     nodes_of_lost = [node for node, _ in marks(folder)[lost]]
     assert nodes_of_lost[0] == worker_id and nodes_of_lost[-1] == head
 

@@ -166,7 +166,7 @@ def test_cluster_name_refused_by_azure_rules(name):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["compute=gpu"], "compute=gpu: no such option; allowed: local, ray"),
+        (["compute=gpu"], "compute=gpu: no such option; allowed: cluster, local, ray"),
         (["automl.iteratons=3"], "automl.iteratons: no such key; allowed keys: task, iterations"),
         (
             ["automl.iterations=many"],

@@ -13,7 +13,15 @@ import automl_runner
 from automl_runner.config.schema import TrackingConfig
 from automl_runner.config.settings import describe, differing_keys
 from automl_runner.errors import ConfigError
-from automl_runner.records import CANCELLED, COMPLETED, FAILED, Candidate, IterationResult
+from automl_runner.records import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    MEMOUT,
+    Candidate,
+    IterationResult,
+    counts,
+)
 from automl_runner.search.random_search import RandomSearch
 from automl_runner.search.tpe import TPESearch
 from automl_runner.space import SearchSpace
@@ -63,13 +71,17 @@ def test_iterations_read_back_exactly_as_they_were_logged(tmp_path):
         ),
         IterationResult(2, long, FAILED, duration=0.1, node="host/abc", error="boom", log="boom"),
         IterationResult(1, CANDIDATE, CANCELLED, duration=3.0, node="host/def", log="stop"),
+        # stopped past its memory limit: finished, and not run again
+        IterationResult(3, CANDIDATE, MEMOUT, duration=2.0, node="host/ghi", error="past", log="x"),
     ]
     for r in logged:
         tracker.log_iteration(r, "AUC_weighted")
     run = tracker.client.get_run(tracker.parent_id)
     previous = read_previous(tracker.client, run)
-    assert [r.iteration for r in previous.results] == [0, 1, 2]
-    assert previous.next_iteration == 3
+    assert [r.iteration for r in previous.results] == [0, 1, 2, 3]
+    assert previous.next_iteration == 4
+    assert counts(previous.results)["memout"] == 1
+    assert tracker.client.get_run(previous.run_ids[3]).info.status == "FAILED"
     back = {r.iteration: r for r in previous.results}
     for r in logged:
         got = back[r.iteration]
@@ -79,7 +91,7 @@ def test_iterations_read_back_exactly_as_they_were_logged(tmp_path):
     assert back[0].fold_scores["AUC_weighted"] == [0.91, 0.93]
     assert math.isnan(back[0].fold_scores["accuracy"][1])
     assert back[0].mean("AUC_weighted") == pytest.approx(0.92)
-    assert set(previous.run_ids) == {0, 1, 2}
+    assert set(previous.run_ids) == {0, 1, 2, 3}
 
 
 def test_a_child_run_the_driver_died_logging_is_run_again_under_a_new_number(tmp_path):

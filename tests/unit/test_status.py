@@ -55,3 +55,16 @@ def test_a_lost_run_shows_the_time_its_driver_ran(tmp_path):
     # earlier drivers' 5 s, then 60 s from the session's start to the last heartbeat
     assert st.elapsed_seconds == pytest.approx(65, abs=0.1)
     assert "elapsed:         0:01:05 (no time budget)" in str(st)
+
+
+def test_the_status_counts_iterations_stopped_past_their_memory_limit():
+    from automl_runner.tracking.status import ExperimentStatus
+
+    st = ExperimentStatus("r", "e", "uri", "FINISHED", "AUC_weighted", iterations=4)
+    st.completed, st.failed, st.memout = 2, 1, 1
+    assert st.done == 4
+    assert "4 of 4 done: 2 completed, 1 failed, 0 timed out, 0 cancelled, 1 out of memory;" in str(
+        st
+    )
+    st.memout = 0
+    assert "out of memory" not in str(st)
