@@ -4,6 +4,7 @@ user gets: one pipeline (``explain``), or a voting or stacking ensemble through 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,12 @@ from .pipeline import take_rows
 
 
 def model_to_explain(
-    model: Any, rows: Any, background: Any, task: str, options: dict[str, Any]
+    model: Any,
+    rows: Any,
+    background: Any,
+    task: str,
+    options: dict[str, Any],
+    price: Callable[[Any, Any, str], tuple[float, int]] = kernel_cost,
 ) -> tuple[Any, str | None, dict[str, Any]]:
     """(what is explained, a note when it is not what was asked, the explainer options).
 
@@ -32,7 +38,7 @@ def model_to_explain(
     needed (additivity holds at any number; the values are noisier), but never fewer
     than 2 x columns + 2 (each column alone, and all but it). Under that floor the
     leading member is explained instead, and the note says why. `always` explains the
-    ensemble unbounded, `leading` its leading member.
+    ensemble unbounded, `leading` its leading member. `price`: kernel_cost, measured.
     """
     mode = options.pop("ensemble", "auto")
     bound = options.pop("ensemble_kernel_seconds", None)
@@ -40,7 +46,7 @@ def model_to_explain(
         return model, None, options
     why = "explain.ensemble=leading"
     if mode == "auto":
-        per_row, width = kernel_cost(model, background, task)
+        per_row, width = price(model, background, task)
         if per_row == 0.0:
             return model, None, options
         explained = min(rows.shape[0], options["kernel_rows"])
