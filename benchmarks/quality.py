@@ -69,8 +69,9 @@ The report cannot flatter:
   systems side by side;
 * the latest row of each (set, budget, seed, system) wins, so an older ok row never
   hides a newer failure; `--resume` reuses only ok rows of the same commit;
-* a set where a system errored or timed out (on any seed) counts as a LOSS for the
-  runner in every target, never drops out of the pairs.
+* a set where the runner errored or timed out (on any seed) counts as a LOSS in every
+  target, never drops out of the pairs; one where only a baseline did counts as a
+  runner win (that baseline's user got no model in the budget), and says so.
 
 Targets (issue 25's "Done means", medians over seeds, runner at its defaults):
 60 s: runner test >= FLAML's on >= 80% of the sets and never more than 0.005 below;
@@ -761,7 +762,7 @@ def headline_lines(
             line = f"{name:<14} {budget:>5}s {_score(table, name, budget, 'runner'):>8}"
             for other in others:
                 diff = pair(table, name, budget, other)
-                shown = "LOSS" if diff == -math.inf else _fmt(diff, "+8.4f")
+                shown = {-math.inf: "LOSS", math.inf: "WIN"}.get(diff) or _fmt(diff, "+8.4f")
                 line += f" {_score(table, name, budget, other):>9} {shown:>8}"
             lines.append(line)
     return lines
@@ -775,10 +776,13 @@ def _score(table: dict, name: str, budget: int, system: str) -> str:
 
 
 def pair(table: dict, name: str, budget: int, other: str) -> float | None:
-    """runner test - other test; -inf (a loss) when either failed; None if unmeasured."""
+    """runner test - other test; -inf (a loss) when the runner failed, +inf (a win) when
+    only the other did (its user got no model in the budget); None if unmeasured."""
     ours, theirs = table.get((name, budget, "runner")), table.get((name, budget, other))
-    if (ours and "failed" in ours) or (theirs and "failed" in theirs):
+    if ours and "failed" in ours:
         return -math.inf
+    if theirs and "failed" in theirs:
+        return math.inf
     if ours is None or theirs is None:
         return None
     a, b = ours.get("test_score"), theirs.get("test_score")
@@ -811,7 +815,7 @@ def _failed(table: dict, name: str, budget: int, other: str) -> str:
 
 
 def _show(table: dict, name: str, budget: int, other: str, diff: float) -> str:
-    if diff == -math.inf:
+    if math.isinf(diff):
         return _failed(table, name, budget, other)
     return f"{name} {diff:+.4f}"
 
@@ -822,12 +826,14 @@ def wins_target(table: dict, sets: list[str], budget: int, other: str) -> str:
         return f"{budget} s: runner vs {other}: not measured"
     need = math.ceil(WIN_SHARE * PROTOCOL_SETS)
     n, wins = len(pairs), sum(d >= 0 for _, d in pairs)
-    failed = [_failed(table, name, budget, other) for name, d in pairs if d == -math.inf]
+    lost = [_failed(table, name, budget, other) for name, d in pairs if d == -math.inf]
+    won = [_failed(table, name, budget, other) for name, d in pairs if d == math.inf]
     return (
         f"{budget} s: runner test >= {other} on {wins} of {n} measured sets "
         f"(target >= {need} of {PROTOCOL_SETS}, {WIN_SHARE:.0%}): "
         + _verdict(wins >= need, wins + PROTOCOL_SETS - n < need, n)
-        + (f"; failures counted as losses: {', '.join(failed)}" if failed else "")
+        + (f"; runner failures counted as losses: {', '.join(lost)}" if lost else "")
+        + (f"; {other} failures counted as runner wins: {', '.join(won)}" if won else "")
     )
 
 
@@ -851,12 +857,12 @@ def median_target(table: dict, sets: list[str]) -> str:
         return "300 s: runner vs autogluon: not measured"
     n, mid = len(pairs), statistics.median(d for _, d in pairs)
     complete = n >= PROTOCOL_SETS
-    failed = [_failed(table, name, 300, "autogluon") for name, d in pairs if d == -math.inf]
+    failed = [_failed(table, name, 300, "autogluon") for name, d in pairs if math.isinf(d)]
+    shown = {-math.inf: "LOSS", math.inf: "WIN"}.get(mid) or format(mid, "+.4f")
     return (
-        f"300 s: median over {n} sets of runner - autogluon test = "
-        f"{'LOSS' if mid == -math.inf else format(mid, '+.4f')} (target >= 0): "
+        f"300 s: median over {n} sets of runner - autogluon test = {shown} (target >= 0): "
         + _verdict(complete and mid >= 0, complete and mid < 0, n)
-        + (f"; failures counted as losses: {', '.join(failed)}" if failed else "")
+        + (f"; failures (runner: loss, autogluon: win): {', '.join(failed)}" if failed else "")
     )
 
 
