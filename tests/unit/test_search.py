@@ -100,7 +100,8 @@ def test_tpe_tunes_first_the_families_the_cv_cannot_tell_from_the_leader(fold_sp
     """Gradient boosting leads at 0.93, extra trees' default scores 0.915, SVM's 0.80.
     With folds spread by 0.02 (standard error ~0.009), extra trees is within two standard
     errors of the leader: both get 3 asks before the ranks decide, SVM none. With folds
-    spread by 0.002, extra trees is behind: after the leader's 3, the ranks decide."""
+    spread by 0.002, extra trees is behind: after the leader's 3, the ranks decide (by
+    seeded draws, which the families installed change)."""
     _, space = _space()
     search = TPESearch(space, seed=0, metric="AUC_weighted")
     search.ask(len(space.estimators))
@@ -112,11 +113,13 @@ def test_tpe_tunes_first_the_families_the_cv_cannot_tell_from_the_leader(fold_sp
     first = [c.family for c in search.ask(6)]
     assert first[:3] == ["GradientBoosting"] * 3
     if fold_spread > 0.01:
+        # the forced tries: the leader's, then the one within noise of it, SVM none
         assert first[3:] == ["ExtremeRandomTrees"] * 3
     else:
+        # no forced tries for extra trees: the ranks' seeded draws decide from the 4th
         later = Counter(first[3:] + [c.family for c in search.ask(40)])
         assert later["GradientBoosting"] > later["ExtremeRandomTrees"]
-    assert "SVM" not in first
+        assert later["GradientBoosting"] > later["SVM"]
 
 
 def test_a_used_up_space_is_never_asked_twice_and_ends_the_asks():
