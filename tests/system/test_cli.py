@@ -338,7 +338,9 @@ def test_python_dash_m_is_the_same_command(tmp_path):
         timeout=120,
     )
     assert out.returncode == 2
-    assert out.stderr.strip() == "automl-runner: error: automl.iterations=-1: must be >= 1"
+    assert out.stderr.strip() == (
+        "automl-runner: error: automl.iterations=-1: must be >= 1 or null"
+    )
 
 
 def test_cfg_job_prints_every_key_with_its_default(tmp_path):
