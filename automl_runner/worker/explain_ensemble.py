@@ -53,6 +53,11 @@ def serial_map(fn: Callable[..., Explanation], calls: list[dict[str, Any]]) -> l
     return [fn(**kwargs) for kwargs in calls]
 
 
+def member_space(task: str) -> str:
+    """The output members are explained in, the one a voting ensemble averages."""
+    return "prediction" if task == "regression" else "probability"
+
+
 def is_ensemble(model: Any) -> bool:
     """A fitted Voting*/Stacking* ensemble (not a pipeline, whose last step may be the
     one-member VotingClassifier of ``encode_labels``)."""
@@ -79,7 +84,7 @@ def kernel_members(model: Any, task: str) -> int:
     """How many of the ensemble's members need the kernel explainer for exact values."""
     if _stacking(model) and not _linear_final(model):
         return len(members_of(model))  # the whole ensemble goes through the kernel explainer
-    space = "prediction" if task == "regression" else "probability"
+    space = member_space(task)
     return sum(explainer_for(p, task, space) == "kernel" for _, p in members_of(model))
 
 
@@ -90,7 +95,7 @@ def kernel_cost(model: Any, X_background: Any, task: str) -> tuple[float, int]:
 
     The kernel explainer asks each member for rows x coalitions x background centres
     predictions, so this rate prices a whole explanation before it starts."""
-    space = "prediction" if task == "regression" else "probability"
+    space = member_space(task)
     probe = take_rows(X_background, np.resize(np.arange(X_background.shape[0]), PROBE_ROWS))
     seconds, width = 0.0, 0
     for _, pipeline in members_of(model):
@@ -131,7 +136,7 @@ def combination(model: Any, task: str) -> tuple[list[np.ndarray], np.ndarray, st
         return (
             [w * eye for w in weights],
             np.zeros(n_out),
-            ("prediction" if task == "regression" else "probability"),
+            member_space(task),
         )
     final = model.final_estimator_
     coef = np.atleast_2d(np.asarray(final.coef_, dtype=float))
@@ -208,7 +213,7 @@ def _from_members(
     mapper: Mapper,
     **options: Any,
 ) -> Explanation:
-    space = "prediction" if task == "regression" else "probability"
+    space = member_space(task)
     parts, constant, output = combination(model, task)
     # every member against the same background rows, sampled once (what each would pick)
     background = background_rows(
