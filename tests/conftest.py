@@ -36,6 +36,20 @@ SLEEPY = (
 )
 
 
+# the data guardrails in the order they run and are reported, as a user reads them
+GUARDRAILS = [
+    "validation_split",
+    "class_imbalance",
+    "missing_values",
+    "high_cardinality",
+    "id_columns",
+    "constant_columns",
+    "duplicate_rows",
+    "leakage",
+    "train_test_drift",
+]
+
+
 def require_boost(module: str):
     """The optional boosted learner `module` (the boost extra): skipped where it is not
     installed, a failure where CI installed it (AUTOML_TEST_REQUIRE_BOOST=1)."""

@@ -11,25 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NO_ENSEMBLES
+from conftest import GUARDRAILS, NO_ENSEMBLES
 from mlflow import MlflowClient
 
 import automl_runner
 from automl_runner.experiment import run_experiment
 
 pytestmark = pytest.mark.slow
-
-NAMES = [
-    "validation_split",
-    "class_imbalance",
-    "missing_values",
-    "high_cardinality",
-    "id_columns",
-    "constant_columns",
-    "duplicate_rows",
-    "leakage",
-    "train_test_drift",
-]
 
 
 def _run(overrides: list[str]):
@@ -49,7 +37,7 @@ def test_every_guardrail_has_a_status_in_the_store_and_on_the_console(store, tmp
     result = _run(["data=iris", *NO_ENSEMBLES, *store])
     logged, tags = _guardrails(result, tmp_path)
     checks = {c["name"]: c for c in logged["checks"]}
-    assert list(checks) == NAMES
+    assert list(checks) == GUARDRAILS
     assert all(c["status"] in ("PASSED", "DONE") and c["detail"] for c in checks.values())
     assert checks["validation_split"]["status"] == "DONE"
     assert 0 < logged["seconds"] < 1

@@ -8,23 +8,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import typed
+from conftest import GUARDRAILS, typed
 
 from automl_runner.data import Dataset, guardrails, load
 from automl_runner.data.dataset import check
 from automl_runner.errors import ConfigError, DataError
-
-NAMES = [
-    "validation_split",
-    "class_imbalance",
-    "missing_values",
-    "high_cardinality",
-    "id_columns",
-    "constant_columns",
-    "duplicate_rows",
-    "leakage",
-    "train_test_drift",
-]
 
 
 def _checked(frame: pd.DataFrame, y: np.ndarray, *overrides: str) -> dict[str, guardrails.Check]:
@@ -54,7 +42,7 @@ def test_every_guardrail_has_a_status_on_the_default_digits():
     cfg = typed()
     report = guardrails.evaluate(load(cfg.data, cfg.automl), cfg.automl)
     checks = {c.name: c for c in report.checks}
-    assert list(checks) == NAMES
+    assert list(checks) == GUARDRAILS
     assert {c.status for c in report.checks} <= {"PASSED", "DONE", "ALERTED"}
     assert all(c.detail and "\n" not in c.detail for c in report.checks)
     assert checks["validation_split"].status == "DONE"
@@ -69,7 +57,7 @@ def test_every_guardrail_has_a_status_on_the_default_digits():
 def test_a_plain_frame_passes_every_column_check():
     checks = _checked(*_plain())
     assert {n: c.status for n, c in checks.items() if n != "validation_split"} == dict.fromkeys(
-        NAMES[1:], "PASSED"
+        GUARDRAILS[1:], "PASSED"
     )
 
 
