@@ -46,6 +46,9 @@ class Candidate:
     meta: Any = field(default=None, compare=False, repr=False)
     # the estimator takes class labels 0..k-1 only: fit it behind a label encoder
     encode_labels: bool = False
+    # the estimator's keyword for the categorical columns' names, which it gets as
+    # integer codes (no scaling step); "": they are one-hot encoded
+    native_categorical: str = ""
 
     def key(self) -> str:
         """What makes two candidates the same point of the search space."""

@@ -36,6 +36,7 @@ class Component:
     cost: float = 1.0
     encode_labels: bool = False
     scale_invariant: bool = False
+    native_categorical: str | None = None
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         out = {}
@@ -93,6 +94,7 @@ class SearchSpace:
                         cost=float(c.cost),
                         encode_labels=bool(c.encode_labels),
                         scale_invariant=bool(c.scale_invariant),
+                        native_categorical=c.native_categorical or None,
                     )
                 )
             return out
@@ -118,17 +120,22 @@ class SearchSpace:
         est_params: dict[str, Any],
         origin: str,
     ) -> Candidate:
+        """The candidate of `pre` before `est`; a family that takes categorical columns
+        natively gets no scaling step (it is scale-invariant, and a scaler would turn the
+        categories' integer codes into floats), whatever `pre` is."""
+        native = est.native_categorical
         return Candidate(
-            preprocessor=pre.key,
-            preprocessor_target=pre.target,
-            preprocessor_params={**pre.fixed, **pre_params},
+            preprocessor="" if native else pre.key,
+            preprocessor_target="" if native else pre.target,
+            preprocessor_params={} if native else {**pre.fixed, **pre_params},
             estimator=est.key,
             estimator_target=est.target,
             estimator_params={**est.fixed, **est_params},
-            description=f"{pre.display} {est.display}",
+            description=est.display if native else f"{pre.display} {est.display}",
             family=est.name,
             origin=origin,
             encode_labels=est.encode_labels,
+            native_categorical=native or "",
         )
 
 

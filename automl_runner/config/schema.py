@@ -249,6 +249,10 @@ class ComponentSpec:
     # the model is the same whatever monotonic per-feature scaling comes before it (trees):
     # the TPE search keeps the default preprocessor for it instead of searching one
     scale_invariant: bool = False
+    # the estimator's keyword for the names of the categorical columns (CatBoost:
+    # cat_features): it then gets them as integer codes, with no scaling step before it,
+    # and handles them itself, instead of one-hot columns; null: one-hot encoded
+    native_categorical: str | None = None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .features import feature_sources, split_pipeline, transform
+from .features import feature_sources, model_input, split_pipeline, transform
 
 TREE_FAMILIES = (
     "DecisionTreeClassifier",
@@ -157,6 +157,7 @@ def model_output(pipeline: Any, X: Any, output: str) -> np.ndarray:
 
 
 def estimator_output(model: Any, Z: np.ndarray, output: str) -> np.ndarray:
+    Z = model_input(model, Z)
     if output == "prediction":
         return np.asarray(model.predict(Z), dtype=float)[None, :]
     if output == "probability":
@@ -244,7 +245,7 @@ def explain_pipeline(
         if chosen == "tree":
             try:
                 ex = shap.TreeExplainer(model)
-                values, expected = ex.shap_values(Z), ex.expected_value
+                values, expected = ex.shap_values(model_input(model, Z)), ex.expected_value
             except Exception as err:  # e.g. multiclass GradientBoostingClassifier
                 if explainer != "auto":
                     raise

@@ -22,16 +22,35 @@ def split_pipeline(pipeline: Any) -> tuple[Any, Any]:
 
 
 def transform(pipeline: Any, X: Any) -> np.ndarray:
+    """The rows as the final estimator sees them, as floats (what explainers work on;
+    `model_input` turns them back into what the estimator takes)."""
     front, _ = split_pipeline(pipeline)
     Z = X if front is None else front.transform(X)
     Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
     return Z.astype(float)
 
 
+def model_input(model: Any, Z: np.ndarray) -> Any:
+    """Engineered rows as floats, as the fitted estimator takes them: for one that handles
+    categorical columns itself (CatBoost's cat_features), a frame with those columns as
+    the integer codes it was fitted on (it refuses floats there); else Z as it is."""
+    import pandas as pd
+
+    indices = getattr(model, "get_cat_feature_indices", None)
+    cats = list(indices()) if callable(indices) else []
+    if not cats:
+        return Z
+    frame = pd.DataFrame(np.asarray(Z, dtype=float), columns=list(model.feature_names_))
+    for i in cats:
+        frame.iloc[:, i] = np.rint(frame.iloc[:, i])
+    return frame.astype({frame.columns[i]: np.int64 for i in cats})
+
+
 def feature_sources(pipeline: Any, raw_names: list[str]) -> tuple[list[str], list[str]]:
     """(engineered feature names, the raw column each one came from)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OrdinalEncoder
 
     prepare = pipeline.named_steps.get("prepare")
     if prepare is None:
@@ -45,7 +64,8 @@ def feature_sources(pipeline: Any, raw_names: list[str]) -> tuple[list[str], lis
         if part == "remainder" or trans == "drop":
             continue
         cols = list(cols)
-        if isinstance(trans, SimpleImputer):
+        if isinstance(trans, SimpleImputer | OrdinalEncoder):
+            # a column per column (integer codes: a family that takes categories natively)
             n, s = _imputer_sources(trans, cols)
         else:  # impute -> one-hot: each output belongs to the column it encodes
             n = [str(x) for x in trans.get_feature_names_out(cols)]

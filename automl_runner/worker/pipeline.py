@@ -1,4 +1,4 @@
-"""The scikit-learn pipeline of a candidate: [prepare] -> scaler -> estimator.
+"""The scikit-learn pipeline of a candidate: [prepare] -> [scaler] -> estimator.
 
 Only scikit-learn classes go in, so a pickled model loads wherever scikit-learn is
 installed, without this package (the date step's functions travel by value with the
@@ -72,23 +72,30 @@ def build_pipeline(
     impute: bool = True,
     dates: list[str] | None = None,
 ) -> Pipeline:
-    """The scikit-learn pipeline for a candidate: [prepare] -> scaler -> estimator.
+    """The scikit-learn pipeline for a candidate: [prepare] -> [scaler] -> estimator.
 
     `prepare` (impute, one-hot encode, dates into numbers) is there when the data needs
     it: categorical or date columns, or missing values in the training or validation
     rows. Numeric data without any gets none, so no copy of it is made for nothing (such
     a model, like any plain scikit-learn estimator, refuses missing values at predict
-    time).
+    time). A family that takes categorical columns natively (`native_categorical`) gets
+    them as integer codes, in a frame, and their names through its own keyword; it has
+    no scaler.
     """
     dates = dates or []
     steps: list[tuple[str, Any]] = []
+    native = candidate.native_categorical if categorical and dataframe and preprocess else ""
     # sparse input is numeric, its zeros are data
     if preprocess and not sparse_input and (impute or categorical or dates):
-        steps.append(("prepare", _prepare(numeric, categorical, dataframe, dates)))
-    steps.append(
-        ("scale", _make(candidate.preprocessor_target, candidate.preprocessor_params, seed))
-    )
-    model = _make(candidate.estimator_target, candidate.estimator_params, seed)
+        steps.append(("prepare", _prepare(numeric, categorical, dataframe, dates, bool(native))))
+    if candidate.preprocessor_target:
+        steps.append(
+            ("scale", _make(candidate.preprocessor_target, candidate.preprocessor_params, seed))
+        )
+    params = dict(candidate.estimator_params)
+    if native:
+        params[native] = list(categorical)
+    model = _make(candidate.estimator_target, params, seed)
     steps.append(("model", encode_labels(model) if candidate.encode_labels else model))
     return Pipeline(steps)
 
@@ -122,7 +129,11 @@ def encoded_member(model: Any) -> Any:
 
 
 def _prepare(
-    numeric: list[str], categorical: list[str], dataframe: bool, dates: list[str] | None = None
+    numeric: list[str],
+    categorical: list[str],
+    dataframe: bool,
+    dates: list[str] | None = None,
+    native: bool = False,
 ) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -133,7 +144,7 @@ def _prepare(
     num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     if not dataframe:
         return num
-    cat = Pipeline(
+    cat = _codes() if native else Pipeline(
         [
             (
                 "impute",
@@ -164,8 +175,24 @@ def _prepare(
             ]
         )
         parts.append(("dates", when, list(dates)))
-    return ColumnTransformer(
+    prepare = ColumnTransformer(
         parts, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False
+    )
+    # a frame keeps the codes integers (a family taking categories natively refuses
+    # floats there) and the columns' names, which its keyword gives
+    return prepare.set_output(transform="pandas") if native else prepare
+
+
+def _codes() -> Any:
+    """Categories as integer codes for a family that handles them itself: every value
+    seen in training its own code, missing values -2, values unseen in training -1."""
+    from sklearn.preprocessing import OrdinalEncoder
+
+    return OrdinalEncoder(
+        handle_unknown="use_encoded_value",
+        unknown_value=-1,
+        encoded_missing_value=-2,
+        dtype=np.int64,
     )
 
 

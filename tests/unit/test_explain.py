@@ -205,3 +205,45 @@ def test_boosted_trees_get_the_tree_explainer_in_their_margin(library, classes):
     assert e.shap_engineered.shape == (classes, 20, X.shape[1])
     # XGBoost computes in float32
     assert_additive(e, pipeline, X.iloc[:20], tol=1e-4 if library == "xgboost" else 1e-6)
+
+
+@pytest.mark.parametrize("space", [None, "probability"])
+def test_catboost_on_native_categories_is_explained_per_raw_column(space):
+    """CatBoost fitted on integer category codes: the tree explainer in its margin, or
+    the kernel explainer in probability (an ensemble's member), both exact, with one
+    engineered column per categorical column."""
+    require_boost("catboost")
+    rng = np.random.default_rng(0)
+    n = 300
+    X = pd.DataFrame(
+        {
+            "city": rng.choice(["paris", "rome", "oslo", "lima"], n).astype(object),
+            "size": rng.normal(size=n),
+        }
+    )
+    X.loc[::9, "city"] = np.nan
+    y = np.where(X["city"].isin(["paris", "rome"]) | (X["size"] > 1), "south", "north")
+    cfg = typed(["automl.allowed_models=[CatBoost]"])
+    ds = Dataset("t", X, y, numeric=["size"], categorical=["city"])
+    data = prepare(ds, cfg.automl)
+    candidate = TPESearch(
+        SearchSpace.for_task(cfg.search_space, cfg.automl), seed=0, metric="AUC_weighted"
+    ).ask(1)[0]
+    pipeline = refit(candidate, data)
+    rows = X.iloc[:12]
+    e = explain_pipeline(
+        pipeline,
+        rows,
+        X,
+        task="classification",
+        classes=list(data.classes),
+        raw_names=raw_names(X),
+        space=space,
+        kernel_nsamples=None,
+    )
+    assert (e.explainer, e.output) == (
+        ("tree", "log-odds") if space is None else ("kernel", "probability")
+    )
+    assert e.engineered_names == ["size", "city"] and e.source == ["size", "city"]
+    assert_additive(e, pipeline, rows, tol=1e-6 if space is None else 1e-4)
+    assert e.overall()[1][0] == "city"

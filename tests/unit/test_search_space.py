@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BROKEN, typed
+from conftest import BROKEN, require_boost, typed
 from scipy import sparse
 from sklearn.datasets import make_classification, make_regression
 
@@ -247,3 +247,51 @@ def test_no_scaling_passes_the_features_through_unchanged():
     out = pipe.named_steps["scale"].transform(X)
     assert out is X  # the identity: not even a copy
     assert list(pipe[:-1].get_feature_names_out()) == list("abcd")
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_catboost_takes_the_categorical_columns_natively(task):
+    """CatBoost gets the categories as integer codes named in cat_features (its ordered
+    target statistics), with no scaler; missing and unseen values have codes of their own;
+    every other family still gets one-hot columns."""
+    require_boost("catboost")
+    overrides = ["automl=regression", "data=diabetes"] if task == "regression" else []
+    cfg = typed([*overrides, "automl.n_cross_validations=3"])
+    rng = np.random.default_rng(0)
+    n = 150
+    X = pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "zip": rng.choice([f"z{i}" for i in range(40)], n).astype(object),
+            "kind": rng.choice(["house", "flat"], n).astype(object),
+        }
+    )
+    X.loc[::7, "zip"] = np.nan
+    X.loc[::5, "num"] = np.nan
+    signal = X["zip"].fillna("z0").str[1:].astype(int) % 2 + (X["kind"] == "flat")
+    y = signal.to_numpy(float) if task == "regression" else np.where(signal > 0, "yes", "no")
+    ds = Dataset("t", X, y, numeric=["num"], categorical=["zip", "kind"])
+    data = prepare(ds, cfg.automl)
+    space = SearchSpace.for_task(cfg.search_space, cfg.automl)
+    by_family = {c.family: c for c in TPESearch(space, seed=0, metric="AUC_weighted").ask(99)}
+    catboost = by_family["CatBoost"]
+    assert (catboost.description, catboost.preprocessor) == ("CatBoost", "")
+    pipeline = pipeline_for(data, catboost)
+    assert [name for name, _ in pipeline.steps] == ["prepare", "model"]
+    from automl_runner.worker.iteration import refit
+
+    model = refit(catboost, data)
+    codes = model[:-1].transform(X.iloc[:10])
+    assert {str(codes[c].dtype) for c in ("zip", "kind")} == {"int64"}
+    fitted = model.steps[-1][1]
+    fitted = getattr(fitted, "estimators_", [fitted])[0]  # behind a label encoder or not
+    names = list(fitted.feature_names_)
+    assert sorted(names[i] for i in fitted.get_cat_feature_indices()) == ["kind", "zip"]
+    unseen = pd.DataFrame({"num": [np.nan, 1.0], "zip": ["z999", np.nan], "kind": [np.nan, "boat"]})
+    assert len(model.predict(unseen)) == 2
+    assert run_iteration(0, catboost, data).status == COMPLETED
+    # one-hot for the others
+    other = by_family["LightGBM"]
+    assert other.preprocessor and [n for n, _ in pipeline_for(data, other).steps][1] == "scale"
+    onehot = refit(other, data)[0].transform(X.iloc[:10])
+    assert onehot.shape[1] > 5  # num, its missing flag, a column per frequent value
