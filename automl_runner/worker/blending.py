@@ -51,6 +51,20 @@ class Scorer:
     def primary(self, pred: np.ndarray, idx: np.ndarray) -> float:
         return float(METRICS[self.metric].fn(self.fold(pred, idx)))
 
+    def constant(self) -> np.ndarray:
+        """The prediction that knows nothing of the features, for every row: the class
+        shares (classification) or the mean of the target (regression)."""
+        d = self.data
+        if d.task == "classification":
+            assert d.classes is not None
+            shares = (self.y[:, None] == d.classes[None, :]).mean(axis=0)
+            return np.tile(shares, (len(self.y), 1))
+        return np.full(len(self.y), float(np.mean(self.y)))
+
+    def constant_score(self) -> float:
+        """The mean over folds of the constant prediction's primary metric."""
+        return self.fold_mean(self.constant())
+
     def fold_rows(self) -> list[np.ndarray]:
         """Each fold's (or pseudo-fold's) rows."""
         return [np.flatnonzero(self.groups == k) for k in np.unique(self.groups)]

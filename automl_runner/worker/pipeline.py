@@ -144,23 +144,29 @@ def _prepare(
     num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     if not dataframe:
         return num
-    cat = _codes() if native else Pipeline(
-        [
-            (
-                "impute",
-                SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True),
-            ),
-            # unseen categories at predict time fall into the infrequent bucket (or all-zero)
-            (
-                "encode",
-                OneHotEncoder(
-                    handle_unknown="infrequent_if_exist",
-                    max_categories=MAX_CATEGORIES,
-                    min_frequency=MIN_FREQUENCY,
-                    sparse_output=False,
+    cat = (
+        _codes()
+        if native
+        else Pipeline(
+            [
+                (
+                    "impute",
+                    SimpleImputer(
+                        strategy="constant", fill_value="missing", keep_empty_features=True
+                    ),
                 ),
-            ),
-        ]
+                # unseen categories at predict time fall into the infrequent bucket (or all-zero)
+                (
+                    "encode",
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist",
+                        max_categories=MAX_CATEGORIES,
+                        min_frequency=MIN_FREQUENCY,
+                        sparse_output=False,
+                    ),
+                ),
+            ]
+        )
     )
     parts = []
     if numeric:

@@ -300,7 +300,8 @@ def _iterations(cfg, space, X, y, n: int, seed: int = 0) -> tuple:
 def test_ensembles_score_near_chance_on_pure_noise_labels():
     """Members scored on rows they were fitted on, or a stacker scored on its own training
     rows, would look far better than chance. From out-of-fold predictions the ensembles
-    stay near it, and the voting selection on those rows adds little to the best member."""
+    stay near it, and the voting selection on those rows adds little to the best member.
+    Members no better than chance (the constant prediction) do not join the pool."""
     cfg, space = _space(
         "automl.allowed_models=[RandomForest,ExtremeRandomTrees,KNN,DecisionTree,GradientBoosting]"
     )
@@ -309,11 +310,18 @@ def test_ensembles_score_near_chance_on_pure_noise_labels():
     search = TPESearch(space, seed=1, metric="AUC_weighted")
     data = prepare(Dataset("t", X, y), cfg.automl)
     results = [run_iteration(i, c, data) for i, c in enumerate(search.ask(12))]
-    out = ensemble_iterations(
-        results, data, "AUC_weighted", voting=True, stacking=True,
-        candidates=10, rounds=20, first_iteration=12,
-    )  # fmt: skip
-    assert [r.candidate.family for r in out] == [VOTING, STACKING]
+    joined = pool(results, data, "AUC_weighted", 10)
+    assert [r for r in results if r.mean("AUC_weighted") > 0.5] == joined
+    # built from all of them anyway (the pool's floor aside)
+    members = sorted(results, key=lambda r: -r.mean("AUC_weighted"))[:10]
+    out = [
+        run_ensemble(kind, members, data, "AUC_weighted", Selection(20, 20), 12 + i)
+        for i, kind in enumerate((VOTING, STACKING))
+    ]
+    assert [(r.candidate.family, r.status) for r in out] == [
+        (VOTING, COMPLETED),
+        (STACKING, COMPLETED),
+    ]
     for r in out:
         assert abs(r.mean("AUC_weighted") - 0.5) < 0.04, (r.candidate.family, r.fold_scores)
     # the members' own CV scores are honest too, so the ensembles do not beat them by much
@@ -451,6 +459,15 @@ def test_ensembles_on_a_holdout_use_pseudo_folds_of_it():
     assert len(out) == 1 and len(out[0].fold_scores["AUC_weighted"]) == 5
 
 
+ROWS = 100
+
+
+def _regression_data(cfg):
+    """ROWS rows of a regression problem, for the pool's floor (the constant's R^2)."""
+    rng = np.random.default_rng(0)
+    return prepare(Dataset("t", rng.normal(size=(ROWS, 2)), rng.normal(size=ROWS)), cfg.automl)
+
+
 def _scored(space, scores: dict[str, list[float]]) -> list[IterationResult]:
     """Regression results: for each family, one iteration per score (distinct params)."""
     by_name = {e.name: e for e in space.estimators}
@@ -460,19 +477,25 @@ def _scored(space, scores: dict[str, list[float]]) -> list[IterationResult]:
         for k, s in enumerate(values):
             c = space.candidate(space.preprocessors[0], est, {"tag": k}, est.default, "test")
             r = IterationResult(len(out), c, COMPLETED, {"r2_score": [s]}, duration=1.0)
-            r.oof = np.full(10, float(len(out)))
+            r.oof = np.full(ROWS, float(len(out)))
             out.append(r)
     return out
 
 
 def test_the_ensemble_pool_holds_the_best_of_each_family_then_the_best_of_the_rest():
-    """A search converged on one family would otherwise pool near-copies of it."""
-    _, space = _space("automl=regression")
+    """A search converged on one family would otherwise pool near-copies of it. A family
+    no better than the constant prediction (a diverged SGD) does not join at all."""
+    cfg, space = _space("automl=regression")
     results = _scored(
         space,
-        {"RandomForest": [0.9, 0.89, 0.88, 0.87, 0.86], "KNN": [0.5, 0.4], "ElasticNet": [0.7]},
+        {
+            "RandomForest": [0.9, 0.89, 0.88, 0.87, 0.86],
+            "KNN": [0.5, 0.4],
+            "ElasticNet": [0.7],
+            "SGD": [-5.0],
+        },
     )
-    data = type("D", (), {"task": "regression"})()
+    data = _regression_data(cfg)
     names = [(r.candidate.family, r.mean("r2_score")) for r in pool(results, data, "r2_score", 5)]
     # best first; the leaders of KNN and ElasticNet are in, the second KNN is not
     assert names == [
@@ -488,7 +511,7 @@ def test_the_ensemble_pool_holds_the_best_of_each_family_then_the_best_of_the_re
     record.results.extend(results)
     record._drop_predictions()
     kept = sorted(r.mean("r2_score") for r in results if r.oof is not None)
-    assert kept == [0.5, 0.7, 0.87, 0.88, 0.89, 0.9]
+    assert kept == [-5.0, 0.5, 0.7, 0.87, 0.88, 0.89, 0.9]
 
 
 def test_a_time_budget_keeps_the_refit_of_the_ensembles_members_for_after_the_search():
