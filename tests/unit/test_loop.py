@@ -257,7 +257,13 @@ def test_a_time_budget_keeps_its_reserve_and_ends_the_search_before_the_deadline
     budget_s = 6.0
     overrides = [
         "data=iris",
-        SLOW.replace("task: classification", "task: classification, fixed: {seconds: 0.05}"),
+        # a range, not a fixed value: the preprocessors' points alone run out within the
+        # budget on a fast machine (the search then ends, reason "every candidate ...")
+        SLOW.replace(
+            "task: classification",
+            "task: classification, default: {seconds: 0.05},"
+            " params: {seconds: {type: float, low: 0.05, high: 0.051}}",
+        ),
         "automl.allowed_models=[Slow]",
         "automl.iterations=1000",
         "automl.enable_early_stopping=false",
