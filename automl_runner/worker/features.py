@@ -41,9 +41,9 @@ def model_input(model: Any, Z: np.ndarray) -> Any:
     if not cats:
         return Z
     frame = pd.DataFrame(np.asarray(Z, dtype=float), columns=list(model.feature_names_))
-    for i in cats:
-        frame.iloc[:, i] = np.rint(frame.iloc[:, i])
-    return frame.astype({frame.columns[i]: np.int64 for i in cats})
+    names = frame.columns[cats]
+    frame[names] = np.rint(frame[names]).astype(np.int64)
+    return frame
 
 
 def feature_sources(pipeline: Any, raw_names: list[str]) -> tuple[list[str], list[str]]:

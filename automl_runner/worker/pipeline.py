@@ -137,37 +137,14 @@ def _prepare(
 ) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+    from sklearn.preprocessing import FunctionTransformer
 
     from ..dates import date_parts, part_names
 
     num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     if not dataframe:
         return num
-    cat = (
-        _codes()
-        if native
-        else Pipeline(
-            [
-                (
-                    "impute",
-                    SimpleImputer(
-                        strategy="constant", fill_value="missing", keep_empty_features=True
-                    ),
-                ),
-                # unseen categories at predict time fall into the infrequent bucket (or all-zero)
-                (
-                    "encode",
-                    OneHotEncoder(
-                        handle_unknown="infrequent_if_exist",
-                        max_categories=MAX_CATEGORIES,
-                        min_frequency=MIN_FREQUENCY,
-                        sparse_output=False,
-                    ),
-                ),
-            ]
-        )
-    )
+    cat = _codes() if native else _one_hot()
     parts = []
     if numeric:
         parts.append(("numeric", num, list(numeric)))
@@ -187,6 +164,32 @@ def _prepare(
     # a frame keeps the codes integers (a family taking categories natively refuses
     # floats there) and the columns' names, which its keyword gives
     return prepare.set_output(transform="pandas") if native else prepare
+
+
+def _one_hot() -> Any:
+    """Categories as one-hot columns: missing values a category of their own, at most
+    MAX_CATEGORIES columns, the values seen in fewer than MIN_FREQUENCY rows (and values
+    unseen in training) in the "infrequent" column (or all-zero)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    return Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True),
+            ),
+            (
+                "encode",
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist",
+                    max_categories=MAX_CATEGORIES,
+                    min_frequency=MIN_FREQUENCY,
+                    sparse_output=False,
+                ),
+            ),
+        ]
+    )
 
 
 def _codes() -> Any:
