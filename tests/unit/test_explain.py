@@ -38,13 +38,19 @@ def fitted(case: str, family: str):
     load, task = CASES[case]
     X, y = load()
     overrides = ["automl=regression", "data=diabetes"] if task == "regression" else []
-    cfg = typed([*overrides, f"automl.allowed_models=[{family}]"])
     ds = Dataset("t", X, y.to_numpy(), numeric=list(X.columns))
+    pipeline, data = refit_default(family, ds, overrides)
+    return pipeline, X, data
+
+
+def refit_default(family: str, ds: Dataset, overrides: tuple[str, ...] | list[str] = ()) -> tuple:
+    """(the family's first candidate, its default, refit on all of ds; the prepared data)."""
+    cfg = typed([*overrides, f"automl.allowed_models=[{family}]"])
     data = prepare(ds, cfg.automl)
     candidate = TPESearch(
         SearchSpace.for_task(cfg.search_space, cfg.automl), seed=0, metric="AUC_weighted"
     ).ask(1)[0]
-    return refit(candidate, data), X, data
+    return refit(candidate, data), data
 
 
 def assert_additive(e, pipeline, rows, tol=1e-6):
@@ -150,13 +156,8 @@ def test_one_hot_and_indicator_columns_sum_back_to_their_source_column():
     )
     X.loc[::10, "noise"] = np.nan
     y = np.where(X["city"].isin(["paris", "rome"]), "south", "north")
-    cfg = typed(["automl.allowed_models=[LogisticRegression]"])
     ds = Dataset("t", X, y, numeric=["city_size", "noise"], categorical=["city"])
-    data = prepare(ds, cfg.automl)
-    candidate = TPESearch(
-        SearchSpace.for_task(cfg.search_space, cfg.automl), seed=0, metric="AUC_weighted"
-    ).ask(1)[0]
-    pipeline = refit(candidate, data)
+    pipeline, data = refit_default("LogisticRegression", ds)
     rows = X.iloc[:30]
     e = explain_pipeline(
         pipeline, rows, X, task="classification", classes=list(data.classes), raw_names=raw_names(X)
@@ -223,13 +224,8 @@ def test_catboost_on_native_categories_is_explained_per_raw_column(space):
     )
     X.loc[::9, "city"] = np.nan
     y = np.where(X["city"].isin(["paris", "rome"]) | (X["size"] > 1), "south", "north")
-    cfg = typed(["automl.allowed_models=[CatBoost]"])
     ds = Dataset("t", X, y, numeric=["size"], categorical=["city"])
-    data = prepare(ds, cfg.automl)
-    candidate = TPESearch(
-        SearchSpace.for_task(cfg.search_space, cfg.automl), seed=0, metric="AUC_weighted"
-    ).ask(1)[0]
-    pipeline = refit(candidate, data)
+    pipeline, data = refit_default("CatBoost", ds)
     rows = X.iloc[:12]
     e = explain_pipeline(
         pipeline,
