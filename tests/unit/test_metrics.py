@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from automl_runner.metrics import METRICS, Fold, better, score_fold, task_metrics
 
@@ -102,6 +108,46 @@ def test_norm_macro_recall_is_zero_for_chance_and_one_for_perfect():
     assert (
         METRICS["norm_macro_recall"].fn(_fold(y, pred=np.zeros(30, int), classes=np.arange(3)))
         == 0.0
+    )
+
+
+@pytest.mark.parametrize("labels", ["ints", "strings", "unsorted"])
+@pytest.mark.parametrize("n_classes", [2, 3, 6])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_metrics_equal_sklearns(labels, n_classes, weighted):
+    # the confusion-matrix fast path against scikit-learn's own functions: a class with
+    # no row in the fold, a class predicted that is not in it, string and unsorted labels
+    rng = np.random.default_rng(n_classes + 10 * weighted)
+    classes = {
+        "ints": np.arange(n_classes),
+        "strings": np.array([f"class {c}" for c in "abcdef"[:n_classes]]),
+        "unsorted": np.array(["zeta", "alpha", "mu", "beta", "omega", "kappa"][:n_classes]),
+    }[labels]
+    present = classes[: max(2, n_classes - 1)]
+    y = present[rng.integers(0, len(present), 250)]
+    pred = np.where(rng.random(250) < 0.6, y, classes[rng.integers(0, n_classes, 250)])
+    w = rng.random(250) if weighted else None
+    f = Fold(y, pred, None, classes, w, 1.0)
+    chance = 1.0 / n_classes
+    recall = recall_score(y, pred, labels=classes, average="macro", sample_weight=w, zero_division=0)
+    expected = {
+        "accuracy": accuracy_score(y, pred, sample_weight=w),
+        "norm_macro_recall": max(0.0, (recall - chance) / (1 - chance)),
+        "precision_score_weighted": precision_score(
+            y, pred, average="weighted", sample_weight=w, zero_division=0
+        ),
+    }
+    for name, value in expected.items():
+        assert METRICS[name].fn(f) == pytest.approx(value, abs=1e-12), name
+
+
+def test_label_metrics_of_labels_outside_the_classes_are_sklearns():
+    y = np.array(["a", "b", "c", "a"] * 5)
+    pred = np.array(["a", "b", "x", "c"] * 5)
+    f = Fold(y, pred, None, np.array(["a", "b", "c"]), None, 1.0)
+    assert METRICS["accuracy"].fn(f) == pytest.approx(accuracy_score(y, pred))
+    assert METRICS["precision_score_weighted"].fn(f) == pytest.approx(
+        precision_score(y, pred, average="weighted", zero_division=0)
     )
 
 
