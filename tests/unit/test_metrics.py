@@ -129,7 +129,9 @@ def test_label_metrics_equal_sklearns(labels, n_classes, weighted):
     w = rng.random(250) if weighted else None
     f = Fold(y, pred, None, classes, w, 1.0)
     chance = 1.0 / n_classes
-    recall = recall_score(y, pred, labels=classes, average="macro", sample_weight=w, zero_division=0)
+    recall = recall_score(
+        y, pred, labels=classes, average="macro", sample_weight=w, zero_division=0
+    )
     expected = {
         "accuracy": accuracy_score(y, pred, sample_weight=w),
         "norm_macro_recall": max(0.0, (recall - chance) / (1 - chance)),
