@@ -126,7 +126,8 @@ class SearchLoop:
         if self.budget.timed and not self.budget.searching():
             log.info(
                 "experiment_timeout_minutes: %.1f s left, kept for the ensembles, "
-                "the refit and logging the model; cancelling %d running iteration(s)",
+                "the refit, logging and evaluating the model; cancelling %d running "
+                "iteration(s)",
                 self.budget.left(),
                 self.executor.in_flight,
             )

@@ -11,7 +11,12 @@ from conftest import require_boost, typed
 from sklearn.datasets import load_breast_cancer, make_friedman1
 
 from automl_runner.data import Dataset
-from automl_runner.experiment.budget import LOG_SECONDS, RESTART_SECONDS, finishing_seconds
+from automl_runner.experiment.budget import (
+    EVALUATION_SECONDS,
+    LOG_SECONDS,
+    RESTART_SECONDS,
+    finishing_seconds,
+)
 from automl_runner.experiment.record import Record
 from automl_runner.experiment.setup import prepare
 from automl_runner.records import COMPLETED, IterationResult
@@ -523,7 +528,7 @@ def test_a_time_budget_keeps_the_refit_of_the_ensembles_members_for_after_the_se
     results = _scored(space, {"RandomForest": [0.9, 0.8], "KNN": [0.5], "ElasticNet": [0.7]})
     for r, seconds in zip(results, [16.0, 400.0, 12.0, 8.0], strict=True):
         r.duration = seconds
-    fixed = RESTART_SECONDS + LOG_SECONDS
+    fixed = RESTART_SECONDS + LOG_SECONDS + EVALUATION_SECONDS
     # the pool of 3: the best forest and each family's leader, 2 refits at a time; the
     # 400 s forest is not in it
     ensembles = finishing_seconds(results, data, cfg.automl, slots=2)
@@ -537,7 +542,7 @@ def test_a_time_budget_keeps_the_refit_of_the_ensembles_members_for_after_the_se
     )
     # the run's measured cold start of a worker replaces RESTART_SECONDS when longer
     slow_start = finishing_seconds(results, data, cfg.automl, slots=8, restart=5.0)
-    assert slow_start == pytest.approx(16 / 4 + 2.0 + 5.0 + LOG_SECONDS)
+    assert slow_start == pytest.approx(16 / 4 + 2.0 + 5.0 + LOG_SECONDS + EVALUATION_SECONDS)
     quick_start = finishing_seconds(results, data, cfg.automl, slots=8, restart=0.1)
     assert quick_start == pytest.approx(16 / 4 + 2.0 + fixed)
     # without ensembles only the best is refit; failed iterations count for nothing
