@@ -27,6 +27,8 @@ escape would show):
   `automl.enable_early_stopping=false`. It is an extra row next to the defaults' row,
   never the headline and never in the targets (SETS.md: a figure measured with a default
   changed is reported next to the default's, never instead of it).
+* runner-one-bag: a variant, `automl.ensemble_bags=1` (the voting ensemble's one greedy
+  selection over the whole pool instead of bagged halves; not run unless asked for).
 * random: a variant, `automl.search=random` with both ensembles off (not run unless
   asked for with --systems).
 * flaml: `flaml.AutoML().fit(...)` with its default learners, `eval_method="cv"`,
@@ -111,6 +113,8 @@ from public_sets import SETS, SHORT, load  # noqa: E402
 RUNNER_SYSTEMS: dict[str, list[str]] = {
     "runner": [],
     "runner-no-early-stop": ["automl.enable_early_stopping=false"],
+    # the voting ensemble's one greedy selection over the whole pool, not bagged halves
+    "runner-one-bag": ["automl.ensemble_bags=1"],
     "random": [
         "automl.search=random",
         "automl.enable_voting_ensemble=false",
@@ -122,6 +126,7 @@ SYSTEMS = [*RUNNER_SYSTEMS, *BASELINES]
 LABELS = {
     "runner": "defaults",
     "runner-no-early-stop": "VARIANT early stopping off; not the headline",
+    "runner-one-bag": "VARIANT automl.ensemble_bags=1; not the headline",
     "random": "VARIANT random search, no ensembles",
     "flaml": "defaults",
     "autogluon": "default preset",
