@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,28 @@ class Fold:
     sample_weight: np.ndarray | None
     # max(y) - min(y) over the whole training target, for the normalised errors
     y_range: float
+
+    @cached_property
+    def confusion(self) -> np.ndarray | None:
+        """The (true, predicted) confusion matrix over `classes` in their order, without
+        sample weights, counted once for the label metrics; None where scikit-learn's own
+        functions must answer (weights, or a label outside the classes)."""
+        if self.sample_weight is not None or self.classes is None:
+            return None
+        classes = np.asarray(self.classes)
+        k = len(classes)
+        try:
+            sorter = np.argsort(classes, kind="mergesort")
+            codes = []
+            for labels in (self.y_true, self.y_pred):
+                at = np.searchsorted(classes, labels, sorter=sorter)
+                index = sorter[np.minimum(at, k - 1)]
+                if not np.array_equal(classes[index], labels):
+                    return None
+                codes.append(index)
+        except TypeError:  # labels of another type than the classes
+            return None
+        return np.bincount(codes[0] * k + codes[1], minlength=k * k).reshape(k, k)
 
 
 @dataclass(frozen=True)
@@ -128,30 +151,8 @@ def _average_precision_weighted(y: np.ndarray, s: np.ndarray) -> float:
     return float(np.average(aps, weights=positives))
 
 
-def _confusion(f: Fold) -> np.ndarray | None:
-    """The (true, predicted) confusion matrix over f.classes in their order, without
-    sample weights; None where scikit-learn's own function must answer (weights, or a
-    label outside the classes)."""
-    if f.sample_weight is not None or f.classes is None:
-        return None
-    classes = np.asarray(f.classes)
-    k = len(classes)
-    try:
-        sorter = np.argsort(classes, kind="mergesort")
-        codes = []
-        for labels in (f.y_true, f.y_pred):
-            at = np.searchsorted(classes, labels, sorter=sorter)
-            index = sorter[np.minimum(at, k - 1)]
-            if not np.array_equal(classes[index], labels):
-                return None
-            codes.append(index)
-    except TypeError:  # labels of another type than the classes
-        return None
-    return np.bincount(codes[0] * k + codes[1], minlength=k * k).reshape(k, k)
-
-
 def accuracy(f: Fold) -> float:
-    cm = _confusion(f)
+    cm = f.confusion
     if cm is None:
         return float(skm.accuracy_score(f.y_true, f.y_pred, sample_weight=f.sample_weight))
     return float(np.trace(cm) / cm.sum())
@@ -161,7 +162,7 @@ def norm_macro_recall(f: Fold) -> float:
     # Azure: (macro recall - R) / (1 - R), R the recall of a random guess (1 / classes)
     assert f.classes is not None
     chance = 1.0 / len(f.classes)
-    cm = _confusion(f)
+    cm = f.confusion
     if cm is None:
         recall = skm.recall_score(
             f.y_true,
@@ -178,7 +179,7 @@ def norm_macro_recall(f: Fold) -> float:
 
 
 def precision_weighted(f: Fold) -> float:
-    cm = _confusion(f)
+    cm = f.confusion
     if cm is None:
         return float(
             skm.precision_score(

@@ -22,7 +22,7 @@ from ..worker.ensemble import pool
 # start); starting new worker processes (cancelling the iterations in flight at the
 # deadline kills theirs: a fresh worker took 2.5-2.9 s from launch to its first task on
 # 2 busy CPUs, imports included); logging the model and the run's summary to MLflow;
-# evaluating the best model (its test scores and 5-23 charts: 1.0-1.7 s for digits' 5)
+# evaluating the best model (its test scores and 3-5 charts: 1.0-1.7 s for digits' 5)
 ENSEMBLE_SECONDS = 2.0
 RESTART_SECONDS = 3.0
 LOG_SECONDS = 1.5
