@@ -166,6 +166,13 @@ def _classification_charts(p: Predictions, data: PreparedData, folder: Path) -> 
     )
     _titled(ax, "confusion matrix", p)
     _save(fig, folder / "confusion_matrix.png")
+    if not np.all(np.isfinite(p.y_score)):
+        # a model whose scores are not numbers to rank still has its labels charted
+        log.warning(
+            "evaluation: the best model's class scores are not all finite; the ROC, "
+            "precision-recall and calibration charts are not drawn"
+        )
+        return
     # one-vs-rest per class; binary: the positive class only
     shown = [1] if len(classes) == 2 else list(range(min(len(classes), MAX_CURVES)))
     probabilities = bool(np.all((p.y_score >= 0) & (p.y_score <= 1)))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NO_ENSEMBLES, typed
+from conftest import INFINITE, NO_ENSEMBLES, typed
 from mlflow import MlflowClient
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
@@ -138,6 +138,27 @@ def test_without_a_test_set_the_charts_come_from_the_out_of_fold_predictions(ray
         "roc.png",
         "precision_recall.png",
         "calibration.png",
+        "metric_by_iteration.png",
+    }
+
+
+def test_a_best_model_with_scores_that_are_not_finite_gets_its_label_charts(ray_local, store):
+    result = automl_runner.run(
+        [
+            "data=iris",
+            INFINITE,
+            "automl.allowed_models=[Infinite]",
+            "automl.primary_metric=accuracy",
+            "automl.iterations=2",
+            *NO_ENSEMBLES,
+            *store,
+        ]
+    )
+    client = MlflowClient(result.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and result.best.candidate.family == "Infinite"
+    assert _artifacts(client, parent.info.run_id) == {
+        "confusion_matrix.png",
         "metric_by_iteration.png",
     }
 
