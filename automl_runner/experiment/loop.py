@@ -7,7 +7,8 @@
         search.tell(result); tracking.log_iteration(result); console.row(result)
 
 between which the driver reads the requests on its parent run and Ctrl-C (steering) and
-keeps its progress there. It ends when the iteration budget is spent, the time budget's
+keeps its progress there. The child run, and then its row, are written behind the loop
+by one thread (tracking/behind.py), so a freed slot is filled before they are. It ends when the iteration budget is spent, the time budget's
 search part is over (the iterations in flight are cancelled), the search stops early
 (stopping), or a stop request or Ctrl-C cancels what runs.
 """
@@ -79,6 +80,8 @@ class SearchLoop:
             if not self.collect():
                 break
         self.order.flush()
+        # the last rows on the console (and runs in MLflow) before what follows the search
+        self.record.flush()
 
     def fill_slots(self) -> bool:
         """Ask for and launch candidates while a slot is free and nothing says stop;

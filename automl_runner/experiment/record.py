@@ -6,7 +6,9 @@ run and shows it as a console row; ``ExperimentResult`` is what ``run()`` return
 
 from __future__ import annotations
 
+import functools
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,14 +88,20 @@ class Record:
         self.run_ids.update(previous.run_ids)
 
     def add(self, r: IterationResult) -> None:
-        """A finished iteration or ensemble: kept, logged as a child run (and the best so
-        far on the parent, stepped by the finished count), and shown as a console row."""
+        """A finished iteration or ensemble: kept; logged as a child run (and the best so
+        far on the parent, stepped by the finished count) behind the loop; shown as a
+        console row once its run is written, so a row on screen is a run in MLflow."""
         self._keep(r)
         self._drop_predictions()
-        self.run_ids[r.iteration] = self.tracker.log_iteration(r, self.metric)
         best = self.best_score
-        if best is not None:
-            self.tracker.log_best(self.metric, best, step=len(self.results))
+        logged = self.tracker.log_iteration(r, self.metric, best, step=len(self.results))
+        logged.add_done_callback(functools.partial(self._logged, r, best))
+
+    def _logged(self, r: IterationResult, best: float | None, written: Future[str]) -> None:
+        # on the writer's thread, in the order the iterations were added; a write that
+        # failed is raised to the driver by its next write or flush()
+        if written.exception() is None:
+            self.run_ids[r.iteration] = written.result()
         console.row(
             r.iteration, r.candidate.description, r.duration, r.mean(self.metric), r.status, best
         )
@@ -103,6 +111,10 @@ class Record:
                 console.reason(r.error or "")
         elif r.status == MEMOUT:
             console.reason(r.error or "")
+
+    def flush(self) -> None:
+        """Wait until every iteration added is in MLflow (``run_ids`` complete)."""
+        self.tracker.flush()
 
     def _keep(self, r: IterationResult) -> None:
         score = r.mean(self.metric)

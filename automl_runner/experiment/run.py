@@ -165,6 +165,7 @@ def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
                 )
             steering.progress(schema.REFITTING)
             result.search_seconds = time.monotonic() - search_start
+            record.flush()
             best = record.best
             if best is None:
                 if steering.interrupted:
@@ -207,6 +208,7 @@ def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
         result.status = status
         result.best = record.best
         try:
+            record.flush()
             channel.close(status)
         finally:
             report.finish(s.tracker, result, s.previous.elapsed + time.monotonic() - started)

@@ -1,5 +1,6 @@
 """The MLflow store and the experiment's runs in it, kept small: one client, explicit run
-ids, the driver the only writer.
+ids, the driver the only writer. What each iteration adds (its child run, the best so far)
+is written behind the search loop (``behind``); every other write waits for those first.
 
 Layout (docs/mlflow-layout.md): a parent run per experiment with the config, overrides,
 data summary, ``best_<metric>`` by iteration, counts, leaderboard and best model; one
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from ..config.schema import TrackingConfig
 from ..config.settings import Described
 from ..records import CANCELLED, COMPLETED, FAILED, MEMOUT, TIMEOUT, IterationResult
 from . import schema
+from .behind import WriteBehind
 from .connection import driver_settings, file_lock, store_uri
 from .journal import JournaledClient
 
@@ -70,6 +73,7 @@ class Tracker:
         self.parent_id: str | None = None
         # the training and validation data as MLflow dataset inputs, for every child run
         self.child_inputs: list[Any] = []
+        self._behind = WriteBehind()
 
     def _experiment(self, name: str, artifact_root: str | None) -> str:
         from mlflow.exceptions import MlflowException
@@ -164,9 +168,9 @@ class Tracker:
         self.experiment_id = str(self.client.get_run(run_id).info.experiment_id)
         self.client.update_run(run_id, status="RUNNING")
 
-    def log_best(self, metric: str, value: float, step: int) -> None:
-        assert self.parent_id
-        self.client.log_metric(self.parent_id, schema.best_metric(metric), value, step=step)
+    def flush(self) -> None:
+        """Wait until what was written behind (child runs, best so far) is written."""
+        self._behind.flush()
 
     def finish_parent(
         self,
@@ -180,6 +184,7 @@ class Tracker:
 
         if self.parent_id is None:
             return
+        self.flush()
         now = int(time.time() * 1000)
         try:
             self.client.log_batch(
@@ -195,6 +200,7 @@ class Tracker:
     def log_model(self, pipeline: Any, input_example: Any) -> str:
         """Log the fitted pipeline (sklearn flavour) under the parent run; returns its URI."""
         assert self.parent_id
+        self.flush()
         return self.client.log_model(self.experiment_id, self.parent_id, pipeline, input_example)
 
     def register_model(self, name: str, model_uri: str) -> None:
@@ -207,6 +213,7 @@ class Tracker:
         """Everything written to MLflow, waiting for an away server up to
         ``tracking.outage_minutes`` (`wait` False: one try); False if some is left in the
         journal."""
+        self.flush()
         return self.client.settle(wait)
 
     def resolve(self, run_or_model_id: str) -> str:
@@ -222,6 +229,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         assert self.parent_id
+        self.flush()
         now = int(time.time() * 1000)
         for run_id in (self.parent_id, child_id):
             metrics = [Metric(k, float(v), now, 0) for k, v in scores.items()]
@@ -240,7 +248,24 @@ class Tracker:
         self.client.log_batch(self.parent_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     # --- child runs ------------------------------------------------------------------
-    def log_iteration(self, result: IterationResult, primary_metric: str) -> str:
+    def log_iteration(
+        self, result: IterationResult, primary_metric: str, best: float | None, step: int
+    ) -> Future[str]:
+        """The iteration's child run, then the best score so far (if any) on the parent
+        at `step`, both written behind the loop; the future holds the child's id."""
+        assert self.parent_id
+        parent = self.parent_id
+
+        def write() -> str:
+            run_id = self._write_iteration(result, primary_metric)
+            if best is not None:
+                key = schema.best_metric(primary_metric)
+                self.client.log_metric(parent, key, best, step=step)
+            return run_id
+
+        return self._behind.put(write)
+
+    def _write_iteration(self, result: IterationResult, primary_metric: str) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
         assert self.parent_id

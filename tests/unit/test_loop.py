@@ -76,6 +76,8 @@ def loop_for(overrides: list[str], slots: int = 1, executor=None) -> Iterator[Se
         try:
             yield loop
         finally:
+            # as the experiment does: the child runs written behind the loop, then the end
+            record.flush()
             channel.close("FINISHED")
 
 

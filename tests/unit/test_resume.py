@@ -75,7 +75,8 @@ def test_iterations_read_back_exactly_as_they_were_logged(tmp_path):
         IterationResult(3, CANDIDATE, MEMOUT, duration=2.0, node="host/ghi", error="past", log="x"),
     ]
     for r in logged:
-        tracker.log_iteration(r, "AUC_weighted")
+        tracker.log_iteration(r, "AUC_weighted", None, 0)
+    tracker.flush()
     run = tracker.client.get_run(tracker.parent_id)
     previous = read_previous(tracker.client, run)
     assert [r.iteration for r in previous.results] == [0, 1, 2, 3]
@@ -97,7 +98,10 @@ def test_iterations_read_back_exactly_as_they_were_logged(tmp_path):
 def test_a_child_run_the_driver_died_logging_is_run_again_under_a_new_number(tmp_path):
     cfg = automl_runner.compose([])
     tracker = _tracker(tmp_path, cfg)
-    tracker.log_iteration(IterationResult(0, CANDIDATE, COMPLETED, {"AUC_weighted": [0.9]}), "x")
+    tracker.log_iteration(
+        IterationResult(0, CANDIDATE, COMPLETED, {"AUC_weighted": [0.9]}), "x", None, 1
+    )
+    tracker.flush()
     # created, never filled nor ended: what SIGKILL between two MLflow calls leaves
     half = tracker.client.create_run(
         tracker.experiment_id,
@@ -112,7 +116,10 @@ def test_a_child_run_the_driver_died_logging_is_run_again_under_a_new_number(tmp
 def test_a_finished_run_or_an_iteration_run_cannot_be_resumed(tmp_path):
     cfg = automl_runner.compose([])
     tracker = _tracker(tmp_path, cfg)
-    child = tracker.log_iteration(IterationResult(0, CANDIDATE, COMPLETED), "AUC_weighted")
+    logged = tracker.log_iteration(
+        IterationResult(0, CANDIDATE, COMPLETED), "AUC_weighted", None, 1
+    )
+    child = logged.result()
     with pytest.raises(ConfigError, match=f"pass its parent run {tracker.parent_id}"):
         open_run(tracker.client, child, tracker.uri)
     tracker.client.set_terminated(tracker.parent_id, "FINISHED")
