@@ -8,9 +8,10 @@
 
 between which the driver reads the requests on its parent run and Ctrl-C (steering) and
 keeps its progress there. The child run, and then its row, are written behind the loop
-by one thread (tracking/behind.py), so a freed slot is filled before they are. It ends when the iteration budget is spent, the time budget's
-search part is over (the iterations in flight are cancelled), the search stops early
-(stopping), or a stop request or Ctrl-C cancels what runs.
+by one thread (tracking/behind.py), so a freed slot is filled before they are. It ends
+when the iteration budget is spent, the time budget's search part is over (the
+iterations in flight are cancelled), the search stops early (stopping), or a stop
+request or Ctrl-C cancels what runs.
 """
 
 from __future__ import annotations
