@@ -123,10 +123,22 @@ def _choose(model: Any, requested: str, task: str, space: str | None) -> str:
     return "kernel"  # on predict_proba (the pool's members have it) or predict
 
 
-def explainer_for(pipeline: Any, task: str, space: str) -> str:
-    """The explainer `auto` gives a fitted pipeline's estimator for values in `space`."""
+def explainer_for(pipeline: Any, task: str, space: str, requested: str = "auto") -> str:
+    """The explainer a fitted pipeline's estimator gets for values in `space` when
+    `requested` (explain.explainer) is asked for."""
     _, model = split_pipeline(pipeline)
-    return _choose(model, "auto", task, space)
+    return _choose(model, requested, task, space)
+
+
+# explainers that call the model per row, each row's values independent of the others',
+# and how many rows they explain unless told (explain.kernel_rows)
+MODEL_AGNOSTIC = ("kernel", "permutation")
+AGNOSTIC_ROWS = 30
+
+
+def cut_note(explainer: str, kept: int, total: int) -> str:
+    """The note of a model-agnostic explainer that explained only the first rows."""
+    return f"{explainer} explainer: explained the first {kept} of {total} rows"
 
 
 def _natural(model: Any) -> str:
@@ -218,7 +230,7 @@ def explain_pipeline(
     explainer: str = "auto",
     background_size: int = 100,
     kernel_kmeans: int = 10,
-    kernel_rows: int = 30,
+    kernel_rows: int = AGNOSTIC_ROWS,
     kernel_nsamples: int | None = 1024,
     seed: int = 0,
     space: str | None = None,
@@ -257,12 +269,10 @@ def explain_pipeline(
             ex = shap.LinearExplainer(model, Zb)
             values, expected = ex.shap_values(Z), ex.expected_value
         output = output_kind(model, chosen, task)
-        if chosen in ("kernel", "permutation"):
+        if chosen in MODEL_AGNOSTIC:
             # model-agnostic explainers call the model thousands of times per row
             if Z.shape[0] > kernel_rows:
-                notes.append(
-                    f"{chosen} explainer: explained the first {kernel_rows} of {Z.shape[0]} rows"
-                )
+                notes.append(cut_note(chosen, kernel_rows, Z.shape[0]))
                 Z = Z[:kernel_rows]
 
             def f(data: np.ndarray) -> np.ndarray:

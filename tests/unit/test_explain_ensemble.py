@@ -17,7 +17,13 @@ from automl_runner.search.tpe import TPESearch
 from automl_runner.space import SearchSpace
 from automl_runner.worker.blending import Selection
 from automl_runner.worker.ensemble import STACKING, VOTING, numbered, plan_ensembles, run_ensemble
-from automl_runner.worker.explain_ensemble import ensemble_output, explain_ensemble
+from automl_runner.worker.explain import explain_pipeline
+from automl_runner.worker.explain_ensemble import (
+    ROW_TASKS,
+    ensemble_output,
+    explain_ensemble,
+    serial_map,
+)
 from automl_runner.worker.explain_task import explain_best
 from automl_runner.worker.iteration import refit, run_iteration
 
@@ -166,6 +172,46 @@ def test_the_explanation_task_explains_the_ensemble_on_the_configured_rows():
     assert max_error(e, models[VOTING], rows) < 1e-6
     with pytest.raises(ValueError, match="explain.explainer=linear explains the decision_function"):
         explain_best(models[VOTING], data, {**settings, "explainer": "linear"})
+
+
+def test_a_kernel_members_rows_are_explained_in_tasks_that_join_in_row_order():
+    X, data, models = built(_iris)
+    voting = models[VOTING]
+    calls: list[dict] = []
+
+    def recording(fn, asked):  # the engine's ray_map runs them as tasks; here in turn
+        calls.extend(asked)
+        return serial_map(fn, asked)
+
+    e = explain_ensemble(
+        voting,
+        X.iloc[:20],
+        X,
+        task=data.task,
+        classes=list(data.classes),
+        raw_names=[str(c) for c in X.columns],
+        mapper=recording,
+        **KERNEL,
+    )
+    kernel = [m for m in e.members if m.explanation.explainer == "kernel"]
+    assert kernel  # iris' linear and kNN members: exact in probability by the kernel alone
+    # each kernel member's 12 rows in ROW_TASKS tasks of 3; any tree member's 20 in one
+    assert len(calls) == len(e.members) + (ROW_TASKS - 1) * len(kernel)
+    assert [c["X_rows"].shape[0] for c in calls].count(12 // ROW_TASKS) == ROW_TASKS * len(kernel)
+    assert max_error(e, voting, X) < 1e-6
+    members = dict(voting.named_estimators_)
+    for m in kernel:
+        assert m.explanation.notes[0] == "kernel explainer: explained the first 12 of 20 rows"
+        # 4 columns: 300 coalitions enumerate all 14, so the values are exact and the joined
+        # chunks must be the member explained whole, row for row
+        mine = next(
+            c
+            for c in calls
+            if c["pipeline"] is getattr(members[m.name], "estimator", members[m.name])
+        )
+        whole = explain_pipeline(**{**mine, "X_rows": X.iloc[:20]})
+        np.testing.assert_allclose(m.explanation.shap_engineered, whole.shap_engineered, atol=1e-9)
+        np.testing.assert_allclose(m.explanation.expected, whole.expected, atol=1e-12)
 
 
 def test_a_regression_ensemble_adds_up_to_its_prediction():
