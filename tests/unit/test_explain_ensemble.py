@@ -22,6 +22,7 @@ from automl_runner.worker.explain_ensemble import (
     ROW_TASKS,
     ensemble_output,
     explain_ensemble,
+    members_of,
     serial_map,
 )
 from automl_runner.worker.explain_task import explain_best
@@ -199,16 +200,12 @@ def test_a_kernel_members_rows_are_explained_in_tasks_that_join_in_row_order():
     assert len(calls) == len(e.members) + (ROW_TASKS - 1) * len(kernel)
     assert [c["X_rows"].shape[0] for c in calls].count(12 // ROW_TASKS) == ROW_TASKS * len(kernel)
     assert max_error(e, voting, X) < 1e-6
-    members = dict(voting.named_estimators_)
+    pipelines = dict(members_of(voting))
     for m in kernel:
         assert m.explanation.notes[0] == "kernel explainer: explained the first 12 of 20 rows"
         # 4 columns: 300 coalitions enumerate all 14, so the values are exact and the joined
         # chunks must be the member explained whole, row for row
-        mine = next(
-            c
-            for c in calls
-            if c["pipeline"] is getattr(members[m.name], "estimator", members[m.name])
-        )
+        mine = next(c for c in calls if c["pipeline"] is pipelines[m.name])
         whole = explain_pipeline(**{**mine, "X_rows": X.iloc[:20]})
         np.testing.assert_allclose(m.explanation.shap_engineered, whole.shap_engineered, atol=1e-9)
         np.testing.assert_allclose(m.explanation.expected, whole.expected, atol=1e-12)
