@@ -45,6 +45,24 @@ def use_token() -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
+def ensure_token(env: dict[str, str]) -> None:
+    """Make the token a `ray start --head` with RAY_AUTH_MODE=token needs, if there is none.
+
+    Ray (2.5x on) makes one for the local cluster of a bare `ray.init()` but refuses to
+    start a head without one: on a fresh machine the fake head would not come up. This is
+    `ray get-auth-token --generate`, which keeps a token that exists. A Ray without that
+    command (older, no token mode) is left to say what it lacks when the head starts.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
 @dataclass(frozen=True)
 class FakeHead:
     """What finds a fake cluster again: its head, and how to know its processes."""
@@ -79,6 +97,7 @@ def start_head(c: ClusterCompute, config: Path, folder: Path) -> FakeHead:
         MARKER: marker,
     }
     head_log = folder / "head.log"
+    ensure_token(env)
     # its own Ray temp folder: not /tmp/ray, whose ray_current_cluster file would send
     # other drivers' address="auto" to this cluster; short, for Ray's socket paths
     temp_dir = tempfile.mkdtemp(prefix="automl-ray-")

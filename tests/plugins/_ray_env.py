@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import pytest
 from system.loopback import free_port
 
+from automl_runner.engine.fake_cluster import ensure_token
+
 # Ray swaps 127.0.0.1 for this machine's outward IP unless clusters are "disabled" (the
 # loopback-only mode); token auth is what `ray start` enables, so clients present it too.
 RAY_ENV = {
@@ -45,6 +47,7 @@ def loopback_ray() -> Iterator[None]:
 def ray_head(num_cpus: int = 2) -> Iterator[str]:
     """A one-node cluster started as a user starts a head node; yields its address."""
     port = free_port()
+    ensure_token({**os.environ, **RAY_ENV})
     proc = subprocess.Popen(
         [
             "ray",

@@ -24,6 +24,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from automl_runner.engine.fake_cluster import ensure_token
+
 NODE_IP = "127.0.0.2"
 RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
@@ -33,6 +35,7 @@ RAY_ENV = {
 
 
 HEAD_ATTEMPTS, HEAD_TIMEOUT_S = 2, 90
+WORKER_ATTEMPTS, WORKER_TIMEOUT_S = 2, 90
 
 
 def free_port() -> int:
@@ -58,6 +61,9 @@ class LoopbackCluster:
     def __init__(self, head_cpus: int = 1, jobs: bool = False, cwd: Path | None = None) -> None:
         self.cwd = cwd or Path(tempfile.mkdtemp(prefix="loopback-ray-"))
         self.workers: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+        # `ray start` refuses token mode without a token, as on a fresh machine
+        ensure_token({**os.environ, **RAY_ENV})
         # a head that does not come up (a port taken between choosing and binding it, a
         # GCS that never answers) is killed and started once more on other ports
         for _ in range(HEAD_ATTEMPTS):
@@ -66,7 +72,10 @@ class LoopbackCluster:
                 break
             self.kill(self.head)
         else:
-            pytest.fail(f"the loopback Ray head did not come up in {HEAD_ATTEMPTS} attempts")
+            pytest.fail(
+                f"the loopback Ray head did not come up in {HEAD_ATTEMPTS} attempts; "
+                + self._log_tail()
+            )
         if jobs:
             self._wait_for_jobs_api()
 
@@ -88,29 +97,51 @@ class LoopbackCluster:
         self.head = self._start(head, cpus)
 
     def _start(self, args: list[str], cpus: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ray.scripts.scripts",
-                "start",
-                "--block",
-                f"--node-ip-address={NODE_IP}",
-                f"--num-cpus={cpus}",
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **RAY_ENV},
-            cwd=self.cwd,
-            start_new_session=True,
-        )
+        # each node its own ports: two nodes of one machine on Ray's fixed defaults (the
+        # agent's 52365), or on ports another Ray here holds, can keep one from joining
+        node_manager, object_manager, metrics, agent, agent_grpc, runtime_env = free_ports(6)
+        args = [
+            *args,
+            f"--node-manager-port={node_manager}",
+            f"--object-manager-port={object_manager}",
+            f"--metrics-export-port={metrics}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={runtime_env}",
+        ]
+        if not any(a.startswith("--dashboard-agent-listen-port") for a in args):
+            args.append(f"--dashboard-agent-listen-port={agent}")
+        log = self.cwd / f"node-{len(self.workers)}-{node_manager}.log"
+        self.logs.append(log)
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ray.scripts.scripts",
+                    "start",
+                    "--block",
+                    f"--node-ip-address={NODE_IP}",
+                    f"--num-cpus={cpus}",
+                    *args,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **RAY_ENV},
+                cwd=self.cwd,
+                start_new_session=True,
+            )
 
     def add_worker(self, cpus: int = 1) -> subprocess.Popen:
-        worker = self._start([f"--address={self.address}"], cpus)
-        self.workers.append(worker)
-        self.wait_for_nodes(1 + len(self.workers))
-        return worker
+        """One more node; one that does not join is killed and started once more."""
+        n = 2 + len(self.workers)
+        for _ in range(WORKER_ATTEMPTS):
+            worker = self._start([f"--address={self.address}"], cpus)
+            if self._reaches(n, WORKER_TIMEOUT_S):
+                self.workers.append(worker)
+                return worker
+            self.kill(worker)
+        self.stop()
+        pytest.fail(f"the loopback Ray cluster did not reach {n} node(s); {self._log_tail()}")
 
     def nodes(self, at_least: int = 0, timeout: float = 60) -> list[str]:
         """Alive node ids, asked from a separate driver; with `at_least`, that driver
@@ -169,7 +200,15 @@ class LoopbackCluster:
     def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
         if not self._reaches(n, timeout):
             self.stop()
-            pytest.fail(f"the loopback Ray cluster did not reach {n} node(s)")
+            pytest.fail(f"the loopback Ray cluster did not reach {n} node(s); {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        """The last lines `ray start` printed, newest node first (why one did not come up)."""
+        for log in reversed(self.logs):
+            lines = log.read_text(errors="replace").strip().splitlines()
+            if lines:
+                return f"{log.name} ends: " + " | ".join(lines[-5:])
+        return "the nodes printed nothing"
 
     def _wait_for_jobs_api(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout

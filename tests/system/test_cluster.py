@@ -153,3 +153,18 @@ def _processes(state: dict) -> list[psutil.Process]:
         if any(state["temp_dir"] in part for part in proc.info["cmdline"] or ()):
             found[proc.pid] = proc
     return list(found.values())
+
+
+def test_a_fresh_machine_gets_the_token_a_fake_head_needs_and_keeps_it(tmp_path):
+    """Ray refuses `ray start --head` in token mode without a token, and a fresh machine
+    has none: the fake head makes it where Ray looks (~/.ray/auth_token), once."""
+    from automl_runner.engine.fake_cluster import ensure_token
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
+    env |= {"HOME": str(tmp_path), "RAY_AUTH_MODE": "token"}
+    token = tmp_path / ".ray" / "auth_token"
+    ensure_token(env)
+    first = token.read_text()
+    assert len(first) >= 32
+    ensure_token(env)
+    assert token.read_text() == first
