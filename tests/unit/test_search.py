@@ -562,3 +562,52 @@ def test_a_time_budget_keeps_the_refit_of_the_ensembles_members_for_after_the_se
     )
     held = prepare(Dataset("t", X, y), holdout.automl)
     assert finishing_seconds(results, held, off, slots=2) == pytest.approx(16 / 0.75 + fixed)
+
+
+def test_a_familys_portfolio_configurations_are_its_first_tuned_asks_and_teach_tpe():
+    """LightGBM's YAML lists further configurations over its default: once the portfolio
+    of defaults is told, a family's first tuned asks are those, in order (origin
+    portfolio), then its TPE study proposes, having learnt every one of them."""
+    _, space = _space("automl.allowed_models=[LightGBM]")
+    (est,) = space.estimators
+    assert len(est.portfolio) >= 2
+    assert all(p.keys() >= est.default.keys() for p in est.portfolio)
+    search = TPESearch(space, seed=0, metric="AUC_weighted")
+    asked = search.ask(1)
+    for k in range(len(est.portfolio) + 2):
+        r = IterationResult(k, asked[0], COMPLETED, {"AUC_weighted": [0.9, 0.91]}, duration=1.0)
+        search.tell(r)
+        asked = search.ask(1)
+        if k < len(est.portfolio):
+            assert asked[0].origin == "portfolio"
+            assert asked[0].estimator_params == {**est.fixed, **est.portfolio[k]}
+        else:
+            assert asked[0].origin == "tpe"
+    family = search.families[est.key]
+    # the default and every portfolio configuration were taught to the study
+    assert len([t for t in family.study.trials if t.value is not None]) >= 1 + len(est.portfolio)
+    assert family.tuned == len(est.portfolio) + 2
+
+
+def test_a_resumed_portfolio_configuration_counts_as_tuned_and_is_not_asked_again():
+    _, space = _space("automl.allowed_models=[LightGBM]")
+    (est,) = space.estimators
+    earlier = TPESearch(space, seed=0, metric="AUC_weighted")
+    ran = earlier.ask(1)
+    earlier.tell(IterationResult(0, ran[0], COMPLETED, {"AUC_weighted": [0.9]}, duration=1.0))
+    ran += earlier.ask(1)  # the first portfolio configuration
+    resumed = TPESearch(space, seed=0, metric="AUC_weighted")
+    for i, c in enumerate(ran):
+        resumed.tell(IterationResult(i, c, COMPLETED, {"AUC_weighted": [0.9]}, duration=1.0))
+    assert resumed.families[est.key].tuned == 1
+    nxt = resumed.ask(1)[0]
+    assert nxt.estimator_params == {**est.fixed, **est.portfolio[1]}
+
+
+def test_a_portfolio_configuration_with_a_key_the_family_does_not_have_is_one_line():
+    from automl_runner.config.validate import validate
+    from automl_runner.errors import ConfigError
+
+    cfg = typed(["++search_space.estimators.lightgbm_classifier.portfolio=[{num_leafs: 8}]"])
+    with pytest.raises(ConfigError, match=r"lightgbm_classifier\.portfolio\[0\]=num_leafs"):
+        validate(cfg)
