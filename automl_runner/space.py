@@ -37,8 +37,6 @@ class Component:
     encode_labels: bool = False
     scale_invariant: bool = False
     native_categorical: str | None = None
-    # further configurations over `default`, tried before the family's TPE proposes
-    portfolio: tuple[dict[str, Any], ...] = ()
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         out = {}
@@ -97,7 +95,6 @@ class SearchSpace:
                         encode_labels=bool(c.encode_labels),
                         scale_invariant=bool(c.scale_invariant),
                         native_categorical=c.native_categorical or None,
-                        portfolio=tuple({**c.default, **dict(p)} for p in c.portfolio),
                     )
                 )
             return out

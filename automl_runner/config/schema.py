@@ -238,9 +238,6 @@ class ComponentSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     # the cheap, strong starting configuration tried first
     default: dict[str, Any] = field(default_factory=dict)
-    # further strong configurations (each over `default`), tried in order as the family's
-    # first tuned asks, before its TPE study proposes points of its own (docs/search.md)
-    portfolio: list[dict[str, Any]] = field(default_factory=list)
     # hyperparameter ranges the search samples from
     params: dict[str, ParamSpec] = field(default_factory=dict)
     # the class takes class labels 0..k-1 only (XGBoost): it is fitted behind a label

@@ -242,16 +242,6 @@ def _check_search_space(cfg: RunnerConfig) -> None:
                     )
                 elif p.log and p.low <= 0:
                     raise ConfigError(f"{where}.low", p.low, "a log-scale range needs low > 0")
-    for key, comp in space.estimators.items():
-        known = {*comp.default, *comp.params}
-        for i, config in enumerate(comp.portfolio):
-            unknown = sorted(set(config) - known)
-            if unknown:
-                raise ConfigError(
-                    f"search_space.estimators.{key}.portfolio[{i}]",
-                    ", ".join(unknown),
-                    "a portfolio configuration sets keys of the family's default or params only",
-                )
     names = sorted({c.name for c in space.estimators.values() if c.task == task})
     if not names:
         raise ConfigError("search_space.estimators", "", f"has no family with task {task}")

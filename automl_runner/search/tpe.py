@@ -37,8 +37,6 @@ class _Family:
     # every point of its space has been tried: never picked again
     exhausted: bool = False
     seconds: list[float] = field(default_factory=list)
-    # its YAML's further portfolio configurations not asked yet, in order
-    zero_shot: list[dict[str, Any]] = field(default_factory=list)
 
     def cost(self) -> float:
         # measured median duration once known; the YAML's relative cost before that
@@ -79,7 +77,7 @@ class TPESearch:
                 constant_liar=True,
             )
             study = optuna.create_study(direction="maximize", sampler=sampler)
-            self.families[est.key] = _Family(est, study, zero_shot=list(est.portfolio))
+            self.families[est.key] = _Family(est, study)
         self.default_pre = next(
             (p for p in space.preprocessors if p.key == "standard_scaler"), space.preprocessors[0]
         )
@@ -117,24 +115,12 @@ class TPESearch:
 
     def _model_based(self) -> Candidate | None:
         while (family := self._pick_family()) is not None:
-            candidate = self._zero_shot(family) or self._from_study(family) or self._untried(family)
+            candidate = self._from_study(family) or self._untried(family)
             if candidate is not None:
                 family.tuned += 1
                 return candidate
             family.exhausted = True
             log.info("search: every point of %s's space has been tried", family.component.key)
-        return None
-
-    def _zero_shot(self, family: _Family) -> Candidate | None:
-        """The family's next portfolio configuration not tried yet, if any: a strong
-        known setting is worth more than TPE's random start-up draws, and TPE learns from
-        it like any told point."""
-        est = family.component
-        while family.zero_shot:
-            params = family.zero_shot.pop(0)
-            candidate = self.space.candidate(self.default_pre, est, {}, params, "portfolio")
-            if candidate.key() not in self.seen:
-                return candidate
         return None
 
     def _from_study(self, family: _Family) -> Candidate | None:
@@ -242,16 +228,10 @@ class TPESearch:
             else:
                 family.study.tell(trial, self.sign * score)
         else:
-            # no trial pending: a family's default or portfolio configuration, a resumed
-            # experiment's iteration, or an untried point asked here when TPE only
-            # repeated itself; those asked here were counted when asked, a default is a
-            # first try, not a tuned one: only a resumed one counts toward `tuned` now
-            est = family.component
-            default = candidate.origin == "portfolio" and candidate.estimator_params == {
-                **est.fixed,
-                **est.default,
-            }
-            if not default and candidate.key() not in self.asked:
+            # no trial pending: a portfolio default, a resumed experiment's iteration, or
+            # an untried point asked here when TPE only repeated itself; the last was
+            # counted when asked, only a resumed one counts toward `tuned` now
+            if candidate.origin != "portfolio" and candidate.key() not in self.asked:
                 family.tuned += 1
             if score is not None and math.isfinite(score):
                 self._add_known(family, candidate, self.sign * score)
