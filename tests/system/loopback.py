@@ -197,11 +197,6 @@ class LoopbackCluster:
             time.sleep(1)  # the driver could not connect yet: the head is still starting
         return False
 
-    def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
-        if not self._reaches(n, timeout):
-            self.stop()
-            pytest.fail(f"the loopback Ray cluster did not reach {n} node(s); {self._log_tail()}")
-
     def _log_tail(self) -> str:
         """The last lines `ray start` printed, newest node first (why one did not come up)."""
         for log in reversed(self.logs):
