@@ -3,7 +3,8 @@
 ``submit`` starts an iteration, ``next_done`` waits until one finishes or passes its
 timeout (then it is killed and returned as TIMEOUT), ``cancel`` kills one iteration (a
 user's request) and ``cancel_all`` kills what is left; ensembles, the refit and the
-explanation run the same way. Two executors stand behind it: ``RayExecutor`` (every
+explanation run the same way. ``explain`` only starts the explanation: the driver logs
+and evaluates the model while the workers explain it, then asks for the result. Two executors stand behind it: ``RayExecutor`` (every
 compute mode) and ``SerialExecutor`` (in this process: unit tests and debugging).
 """
 
@@ -54,8 +55,21 @@ class Executor(Protocol):
         """The candidate's model fitted on all training rows."""
         ...
 
-    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
-        """(Explanation, the rows it explains); TimeoutError past `timeout_s`."""
+    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> Explaining:
+        """Start explaining `model`; `timeout_s` counts from now."""
+        ...
+
+
+class Explaining(Protocol):
+    """An explanation started by ``Executor.explain``."""
+
+    def result(self) -> tuple[Any, Any]:
+        """(Explanation, the rows it explains), once it is done; TimeoutError past its
+        timeout (the task is then killed), ComputeError past the memory limit."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop it if it still runs (Ctrl-C, a failure of what ran beside it)."""
         ...
 
 

@@ -83,6 +83,33 @@ class _InFlight:
         return f"iteration {self.iteration}"
 
 
+@dataclass
+class _Explaining:
+    """The explanation task started by RayExecutor.explain."""
+
+    executor: RayExecutor
+    ref: Any
+    label: str
+    deadline: float  # monotonic
+    timeout_s: float
+
+    def result(self) -> tuple[Any, Any]:
+        ray = self.executor._ray
+        ready, _ = ray.wait([self.ref], timeout=max(0.0, self.deadline - time.monotonic()))
+        if not ready:
+            self.cancel()
+            raise TimeoutError(
+                f"explanation ran past explain.timeout_minutes ({self.timeout_s / 60:g} min)"
+            )
+        return self.executor._get_limited(self.ref, self.label)  # type: ignore[no-any-return]
+
+    def cancel(self) -> None:
+        ray = self.executor._ray
+        if not ray.wait([self.ref], timeout=0)[0]:
+            # recursive (Ray's default): its members' tasks with it
+            ray.cancel(self.ref, force=True)
+
+
 class RayExecutor:
     """Iterations as Ray tasks reading one shared object-store copy of the data; an
     Executor (``engine.executor``)."""
@@ -216,10 +243,9 @@ class RayExecutor:
             return build_ensemble(candidate, models, self.shared_data())
         return models[0]
 
-    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
-        """Explain the best model in a task (an ensemble's members in tasks of their own,
-        under the same limit); TimeoutError (task killed) past `timeout_s`, ComputeError
-        past the memory limit."""
+    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> _Explaining:
+        """Start explaining the best model in a task (an ensemble's members in tasks of
+        their own, under the same limit); see engine.executor.Explaining."""
         label = f"explanation {uuid.uuid4().hex[:8]}"
         mapper = functools.partial(ray_map, num_cpus=self._num_cpus, limit=self._limit, label=label)
         ref = self._call.remote(
@@ -232,13 +258,7 @@ class RayExecutor:
             settings,
             mapper,
         )
-        ready, _ = self._ray.wait([ref], timeout=timeout_s)
-        if not ready:
-            self._ray.cancel(ref, force=True)
-            raise TimeoutError(
-                f"explanation ran past explain.timeout_minutes ({timeout_s / 60:g} min)"
-            )
-        return self._get_limited(ref, label)  # type: ignore[no-any-return]
+        return _Explaining(self, ref, label, time.monotonic() + timeout_s, timeout_s)
 
     def _get_limited(self, ref: Any, label: str) -> Any:
         """ray.get of a refit or explanation task; its memory limit passed: one line."""

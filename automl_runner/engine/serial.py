@@ -7,8 +7,10 @@ once it returns, and cancelling only reaches iterations not yet run.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..records import CANCELLED, TIMEOUT, Candidate, IterationResult, PreparedData, ended
@@ -90,5 +92,19 @@ class SerialExecutor:
     def refit(self, candidate: Candidate) -> Any:
         return refit(candidate, self.data)
 
-    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> tuple[Any, Any]:
-        return explain_best(model, self.data, settings)
+    def explain(self, model: Any, settings: dict[str, Any], timeout_s: float) -> _Deferred:
+        # in this process nothing runs beside the driver: explained when asked for
+        return _Deferred(functools.partial(explain_best, model, self.data, settings))
+
+
+@dataclass
+class _Deferred:
+    """An explanation made in this process when its result is asked for."""
+
+    make: Callable[[], tuple[Any, Any]]
+
+    def result(self) -> tuple[Any, Any]:
+        return self.make()
+
+    def cancel(self) -> None:
+        pass

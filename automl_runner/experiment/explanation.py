@@ -20,7 +20,7 @@ from ..config.schema import ExplainConfig, RunnerConfig
 from ..config.settings import from_logged
 from ..data import load
 from ..engine.compute import connect
-from ..engine.executor import Executor
+from ..engine.executor import Executor, Explaining
 from ..engine.ray_executor import RayExecutor
 from ..errors import ConfigError, first_line
 from ..tracking import schema
@@ -33,24 +33,28 @@ from .setup import prepare
 log = logging.getLogger(__name__)
 
 
+def start_explaining(explain_cfg: ExplainConfig, executor: Executor, model: Any) -> Explaining:
+    """Start explaining the best model, the one the user gets (an ensemble through its
+    members): the workers explain it while the driver logs and evaluates it."""
+    return executor.explain(
+        model, explainer_settings(explain_cfg), explain_cfg.timeout_minutes * 60
+    )
+
+
 def explain(
-    explain_cfg: ExplainConfig,
-    executor: Executor,
+    explaining: Explaining,
     client: Any,
     run_id: str,
-    model: Any,
     waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> dict[str, Any] | None:
-    """Explain the best model, the one the user gets (an ensemble through its members), and
-    log it under the run; its summary, None if it failed.
+    """The explanation started by `start_explaining`, logged under the run once it is done;
+    its summary, None if it failed or timed out (a note on the run, never fatal).
 
     `waiting` wraps the wait for the task (the driver's safe stretch: Ctrl-C twice
     exits there at once, not after explain.timeout_minutes)."""
     try:
         with waiting():
-            explanation, rows = executor.explain(
-                model, explainer_settings(explain_cfg), explain_cfg.timeout_minutes * 60
-            )
+            explanation, rows = explaining.result()
         info = log_explanation(client, run_id, explanation, rows)
     except TimeoutError as ex:
         log.warning("explanation skipped: %s", ex)
@@ -111,6 +115,6 @@ def explain_finished_run(cfg: RunnerConfig, run_id: str) -> dict[str, Any] | Non
             timeout_s=cfg.explain.timeout_minutes * 60,
             num_cpus=cfg.compute.cpus_per_iteration,
         )
-        info = explain(cfg.explain, executor, client, run_id, model)
+        info = explain(start_explaining(cfg.explain, executor, model), client, run_id)
     console.log.info("explained run:   %s (%s)", run_id, uri)
     return info

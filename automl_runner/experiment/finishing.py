@@ -86,21 +86,18 @@ def _built(
     return numbered([built[n] for n in sorted(built)], first_iteration)
 
 
-def refit_and_log(
-    executor: Executor,
-    tracker: Tracker,
-    best: IterationResult,
-    X: Any,
-    steering: Steering,
-    register_as: str | None = None,
-) -> tuple[Any, str]:
-    """The best candidate refit on all training rows (a task), logged as the experiment's
-    model with an input example of `X`'s first rows, and registered as `register_as`
-    (tracking.register_model) with the alias champion; (model, its URI)."""
+def refit(executor: Executor, best: IterationResult, steering: Steering) -> Any:
+    """The best candidate refit on all training rows, in a task."""
     with steering.safe():
-        model = executor.refit(best.candidate)
+        return executor.refit(best.candidate)
+
+
+def log_best(tracker: Tracker, model: Any, X: Any, register_as: str | None = None) -> str:
+    """The refit model logged as the experiment's model with an input example of `X`'s
+    first rows, and registered as `register_as` (tracking.register_model) with the alias
+    champion; its URI."""
     uri = tracker.log_model(model, X.iloc[:5] if isinstance(X, pd.DataFrame) else X[:5])
     if register_as:
         tracker.register_model(register_as, uri)
         log.info("registered model: %s, alias %s", register_as, schema.CHAMPION)
-    return model, uri
+    return uri

@@ -4,7 +4,8 @@
     loop       ask, submit, collect, tell, log, show  (until a budget or a stop ends it)
     finishing  the ensembles, the refit of the best, its model logged
     evaluate   the best model on the test set, and its charts
-    explain    SHAP of the best model
+    explain    SHAP of the best model (started at the refit: the workers explain while
+               the driver logs and evaluates)
     report     the parent run ended with its true status; the summary printed
 
 ``automl.resume`` continues an earlier parent run: what its iterations left is read
@@ -30,7 +31,7 @@ from ..tracking.control import DriverChannel
 from . import finishing, report
 from .budget import Budget
 from .evaluation import evaluate
-from .explanation import explain
+from .explanation import explain, start_explaining
 from .logs import console_and_debug_log
 from .loop import SearchLoop
 from .record import ExperimentResult, Interrupted, NoModelError, Record, TrackingLost
@@ -174,28 +175,34 @@ def _run(s: Setup, started: float, interrupts: Interrupts) -> ExperimentResult:
                     f"no iteration completed ({len(result.results)} failed or timed out); "
                     f"see their tracebacks in MLflow run {s.parent_id}"
                 )
-            result.model, result.model_uri = finishing.refit_and_log(
-                s.executor, s.tracker, best, s.dataset.X, steering, s.cfg.tracking.register_model
+            result.model = finishing.refit(s.executor, best, steering)
+            # the workers explain the model while the driver logs and evaluates it
+            explaining = (
+                start_explaining(s.cfg.explain, s.executor, result.model)
+                if automl.model_explainability
+                else None
             )
-            steering.interrupts.check()
-            result.test_scores = evaluate(
-                s.tracker,
-                result.model,
-                s.dataset,
-                s.data,
-                best,
-                record.run_ids[best.iteration],
-                record.results,
-            )
-            if automl.model_explainability:
-                result.explanation = explain(
-                    s.cfg.explain,
-                    s.executor,
-                    s.tracker.client,
-                    s.parent_id,
-                    result.model,
-                    waiting=steering.safe,
+            try:
+                result.model_uri = finishing.log_best(
+                    s.tracker, result.model, s.dataset.X, s.cfg.tracking.register_model
                 )
+                steering.interrupts.check()
+                result.test_scores = evaluate(
+                    s.tracker,
+                    result.model,
+                    s.dataset,
+                    s.data,
+                    best,
+                    record.run_ids[best.iteration],
+                    record.results,
+                )
+                if explaining is not None:
+                    result.explanation = explain(
+                        explaining, s.tracker.client, s.parent_id, waiting=steering.safe
+                    )
+            finally:
+                if explaining is not None:
+                    explaining.cancel()  # Ctrl-C or a failure beside it: no task left behind
             # Ctrl-C once: the best so far is logged, and the run says it was cut short
             status = "KILLED" if steering.interrupts.requested else "FINISHED"
     except KeyboardInterrupt as ex:

@@ -158,3 +158,60 @@ def test_a_winning_ensemble_is_explained_itself_not_its_leading_member(ray_local
     proba = load_model(result.tracking_uri, result.model_uri).predict_proba(rows)
     added = np.stack([np.asarray(v).sum(axis=1) + e for v, e in zip(sv, ev, strict=True)], axis=1)
     np.testing.assert_allclose(added, proba, atol=1e-6)
+
+
+def _refit(executor, target: str, name: str):
+    from automl_runner.records import Candidate
+
+    return executor.refit(
+        Candidate(
+            preprocessor="standard_scaler",
+            preprocessor_target="sklearn.preprocessing.StandardScaler",
+            preprocessor_params={},
+            estimator=name,
+            estimator_target=target,
+            estimator_params={},
+            description=f"Standardize {name}",
+            family=name,
+        )
+    )
+
+
+def test_an_explanation_is_started_the_driver_goes_on_and_collects_or_cancels_it(ray_local):
+    """executor.explain only starts the task (the driver logs and evaluates the model
+    meanwhile); result() collects it. cancel() stops one still running: its result then
+    fails at once instead of running on to its end or its timeout."""
+    import time
+
+    from automl_runner.config.schema import AutoMLConfig, BuiltinData, ExplainConfig
+    from automl_runner.data import load
+    from automl_runner.engine.ray_executor import RayExecutor
+    from automl_runner.experiment.explanation import explainer_settings
+    from automl_runner.experiment.setup import prepare
+
+    automl = AutoMLConfig(n_cross_validations=2)
+    iris = RayExecutor(prepare(load(BuiltinData(name="iris"), automl), automl), timeout_s=600)
+    model = _refit(iris, "sklearn.linear_model.LogisticRegression", "lr")
+    quick = explainer_settings(ExplainConfig(explainer="kernel", kernel_nsamples=50, rows=10))
+    started = time.monotonic()
+    explaining = iris.explain(model, quick, 600)
+    assert time.monotonic() - started < 1.0
+    explanation, rows = explaining.result()
+    assert explanation.shap_engineered.shape[1:] == (10, 4) and rows.shape == (10, 4)
+    explaining.cancel()  # done already: nothing to stop, and no error
+
+    digits = RayExecutor(prepare(load(BuiltinData(name="digits"), automl), automl), timeout_s=600)
+    model = _refit(digits, "sklearn.neighbors.KNeighborsClassifier", "knn")
+    # kNN through the kernel explainer, SHAP's own coalitions, 100 rows: minutes of work
+    slow = explainer_settings(
+        ExplainConfig(explainer="kernel", kernel_nsamples=None, kernel_rows=100)
+    )
+    explaining = digits.explain(model, slow, 600)
+    time.sleep(1.0)
+    explaining.cancel()
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        explaining.result()
+    assert not isinstance(caught.value, TimeoutError)
+    assert time.monotonic() - started < 15
+    assert ray_local.get(ray_local.put(1)) == 1  # the driver's Ray goes on
