@@ -134,6 +134,28 @@ def test_told_results_follow_launch_order_and_no_ask_runs_ahead_of_the_lag(store
     assert loop.order.lag == 6
 
 
+def test_the_next_candidate_is_asked_while_the_slots_are_busy_and_never_past_the_budget(store):
+    """With every slot busy the loop asks for the next free slot's candidate: when a
+    result arrives, the next launch has no ask before it. Under an iteration budget no
+    ask is made past it, and the candidates are those asked when a slot frees (the
+    shuffled finishes above hold them to that)."""
+    overrides = ["data=iris", "automl.allowed_models=[DecisionTree]", "automl.iterations=9"]
+    with loop_for([*overrides, "automl.enable_early_stopping=false", *store], slots=2) as loop:
+        asked_busy: list[int] = []
+        ask = loop.strategy.ask
+
+        def spy(n):
+            if loop.free == 0:
+                asked_busy.append(n)
+            return ask(n)
+
+        loop.strategy.ask = spy  # type: ignore[method-assign]
+        loop.run()
+    assert len(loop.record.results) == 9 and loop.ahead == []
+    # the 2 first launches fill the empty slots; every later one was asked while busy
+    assert len(asked_busy) == 7 and set(asked_busy) == {1}
+
+
 def test_early_stopping_ends_the_search_after_patience_told_iterations(store):
     overrides = [
         "data=iris",
