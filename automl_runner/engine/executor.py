@@ -4,8 +4,9 @@
 timeout (then it is killed and returned as TIMEOUT), ``cancel`` kills one iteration (a
 user's request) and ``cancel_all`` kills what is left; ensembles, the refit and the
 explanation run the same way. ``explain`` only starts the explanation: the driver logs
-and evaluates the model while the workers explain it, then asks for the result. Two executors stand behind it: ``RayExecutor`` (every
-compute mode) and ``SerialExecutor`` (in this process: unit tests and debugging).
+and evaluates the model while the workers explain it, then asks for the result. Two
+executors stand behind it: ``RayExecutor`` (every compute mode) and ``SerialExecutor``
+(in this process: unit tests and debugging).
 """
 
 from __future__ import annotations

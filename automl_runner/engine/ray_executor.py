@@ -87,27 +87,26 @@ class _InFlight:
 class _Explaining:
     """The explanation task started by RayExecutor.explain."""
 
-    executor: RayExecutor
+    ray: Any
     ref: Any
-    label: str
+    # ray.get of the task, its memory limit's note as the error (RayExecutor._get_limited)
+    get: Callable[[], tuple[Any, Any]]
     deadline: float  # monotonic
     timeout_s: float
 
     def result(self) -> tuple[Any, Any]:
-        ray = self.executor._ray
-        ready, _ = ray.wait([self.ref], timeout=max(0.0, self.deadline - time.monotonic()))
+        ready, _ = self.ray.wait([self.ref], timeout=max(0.0, self.deadline - time.monotonic()))
         if not ready:
             self.cancel()
             raise TimeoutError(
                 f"explanation ran past explain.timeout_minutes ({self.timeout_s / 60:g} min)"
             )
-        return self.executor._get_limited(self.ref, self.label)  # type: ignore[no-any-return]
+        return self.get()
 
     def cancel(self) -> None:
-        ray = self.executor._ray
-        if not ray.wait([self.ref], timeout=0)[0]:
+        if not self.ray.wait([self.ref], timeout=0)[0]:
             # recursive (Ray's default): its members' tasks with it
-            ray.cancel(self.ref, force=True)
+            self.ray.cancel(self.ref, force=True)
 
 
 class RayExecutor:
@@ -258,7 +257,13 @@ class RayExecutor:
             settings,
             mapper,
         )
-        return _Explaining(self, ref, label, time.monotonic() + timeout_s, timeout_s)
+        return _Explaining(
+            self._ray,
+            ref,
+            functools.partial(self._get_limited, ref, label),
+            time.monotonic() + timeout_s,
+            timeout_s,
+        )
 
     def _get_limited(self, ref: Any, label: str) -> Any:
         """ray.get of a refit or explanation task; its memory limit passed: one line."""

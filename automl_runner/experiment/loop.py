@@ -100,7 +100,8 @@ class SearchLoop:
         says stop; whether any was launched."""
         launched = False
         while self.free > 0 and self.may_launch():
-            batch, self.ahead = self.ahead or self.ask(min(self.free, self.to_go)), []
+            batch = self.ahead or self.ask(min(self.free, self.to_go))
+            self.ahead = []
             if not batch:
                 break
             for candidate in batch:

@@ -212,8 +212,7 @@ def test_a_time_budget_is_spent_early_stopping_and_iterations_left_at_their_defa
     assert loop.order.stopper.reason is None
     # the clock ended it: the search part of the budget was over when the loop returned
     assert not loop.budget.searching()
-    # well past patience 3 (the count depends on the machine's load: CI ran 19 in 8 s)
-    assert len(loop.record.results) > 10
+    assert len(loop.record.results) > 20  # past both the old 20 and patience 3
     # set explicitly, early stopping holds under a time budget too
     with loop_for([*overrides, "automl.enable_early_stopping=true"]) as stopped:
         stopped.run()
