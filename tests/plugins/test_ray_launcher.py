@@ -116,6 +116,21 @@ def test_compute_ray_without_address_is_refused() -> None:
         make_plan(None, None, False, [job(compute={"kind": "ray", "address": "???"})])
 
 
+@pytest.fixture(autouse=True)
+def hydra_version_base_unset():
+    """Hydra's suites expect a fresh process's version base: unset, so 1.1's defaults,
+    where a job changes into its own folder. `hydra.main(version_base="1.3")` sets it for
+    the whole process when automl_runner.entry.cli is imported, so without this the suites
+    fail after any test that imported the CLI (tests/system/test_cli.py, say)."""
+    from hydra.version import _UNSPECIFIED_, VersionBase
+
+    version = VersionBase.instance()
+    saved = version.getbase()
+    version.version_base = _UNSPECIFIED_
+    yield
+    version.version_base = saved
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """The launcher starts one local Ray (2 CPUs) on the first sweep; later sweeps reuse it."""
